@@ -1,0 +1,92 @@
+"""Crash-safe file writes: every file syncd writes goes through here.
+
+A write goes to a temporary file in the same directory, is fsynced, renamed over the target with
+``os.replace`` (atomic on POSIX), and the directory is fsynced so the rename itself survives a
+crash. Readers therefore see either the old or the new content, never a torn file. The temporary
+name starts with ``.`` so media discovery never picks it up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def _default_mode() -> int:
+    # What open(..., "w") would give a new file: 0666 minus the umask. Reading the umask needs
+    # setting it, so restore it immediately.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory so a rename/creation inside it is durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(
+    path: str | os.PathLike,
+    data: bytes,
+    *,
+    mode: int | None = None,
+    before_replace: Callable[[], bool] | None = None,
+) -> bool:
+    """Atomically replace ``path`` with ``data``.
+
+    ``mode``: force this permission mode; by default an existing file keeps its mode and a new
+    file gets the usual ``0666 & ~umask``. ``before_replace``: called after the data is durable
+    and just before the rename; if it returns False the write is abandoned (temp file removed) and
+    the function returns False. That is the compare-and-swap hook ``dataset.update_sample`` uses.
+    Returns True when the file was replaced.
+    """
+    path = Path(path)
+    directory = path.parent
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = _default_mode()
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        if before_replace is not None and not before_replace():
+            os.unlink(tmp)
+            return False
+        os.replace(tmp, path)
+    except BaseException:
+        # Never leave a temp file behind, whatever went wrong (including KeyboardInterrupt).
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(directory)
+    return True
+
+
+def dumps_json(obj: Any) -> bytes:
+    """The one JSON encoding syncd writes: UTF-8, indented, key order kept, trailing newline."""
+    return (json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def write_json_atomic(
+    path: str | os.PathLike,
+    obj: Any,
+    *,
+    mode: int | None = None,
+    before_replace: Callable[[], bool] | None = None,
+) -> bool:
+    """``write_bytes_atomic`` of ``obj`` encoded as JSON (see ``dumps_json``)."""
+    return write_bytes_atomic(path, dumps_json(obj), mode=mode, before_replace=before_replace)
