@@ -1,0 +1,58 @@
+"""`fakecvat serve ...` / `python -m fakecvat serve ...`: run a standalone fake CVAT server."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from .app import DEFAULT_VERSION
+from .store import CorruptStateError
+
+
+def _user(spec: str) -> tuple[str, str]:
+    name, sep, password = spec.partition(":")
+    if not sep or not name or not password:
+        raise argparse.ArgumentTypeError(f"--user wants NAME:PASSWORD, got {spec!r}")
+    return name, password
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fakecvat", description="An offline CVAT server for tests.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the CVAT REST API")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--data-dir", help="persist state and media here (survives restarts and kill -9)")
+    serve.add_argument("--share-dir", help="CVAT's share volume: tasks may be created from server_files below it")
+    serve.add_argument("--user", action="append", type=_user, default=None, metavar="NAME:PASSWORD",
+                       help="seed a user (repeatable; the first is a superuser; default admin:admin)")
+    serve.add_argument("--cvat-version", default=DEFAULT_VERSION, help=f"version to report (default {DEFAULT_VERSION})")
+    serve.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    from .server import FakeCVAT
+    try:
+        server = FakeCVAT(host=args.host, port=args.port, data_dir=args.data_dir, users=args.user,
+                          cvat_version=args.cvat_version, share_dir=args.share_dir, threads=args.threads)
+    except CorruptStateError as e:
+        print(f"fakecvat: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"fakecvat: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
+
+    def _stop(signum, frame):
+        server.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"fakecvat {args.cvat_version} serving on {server.url}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

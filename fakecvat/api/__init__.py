@@ -1,0 +1,9 @@
+"""One blueprint per CVAT resource. Handlers parse, call the model, serialize in CVAT's shape.
+
+``BLUEPRINTS`` lists the modules whose ``bp`` the app factory registers, in order.
+"""
+BLUEPRINTS = [
+    "fakecvat.api.server",
+    "fakecvat.api.auth",
+    "fakecvat.api.users",
+]

@@ -1,0 +1,96 @@
+"""The Flask application factory: blueprints, authentication, error rendering, request ids.
+
+``create_app()`` builds a fresh, isolated server (its own Store), the way Flask's tutorial app
+does per test. Everything CVAT-shaped about errors happens here, once: models and handlers
+raise :mod:`fakecvat.errors`, this module renders them.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import tempfile
+import uuid
+from pathlib import Path
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as WerkzeugNotFound
+
+from . import auth, control
+from .api import BLUEPRINTS
+from .errors import APIError, MethodNotAllowed as CVATMethodNotAllowed, NotImplementedByFake
+from .http import CVAT_JSON
+from .models import users
+from .store import Store
+
+DEFAULT_VERSION = "2.80.0"
+DEFAULT_USERS = (("admin", "admin"),)
+
+
+def create_app(*, data_dir=None, store: Store | None = None, users_spec=None, cvat_version: str = DEFAULT_VERSION,
+               share_dir=None, media_dir=None) -> Flask:
+    """Build a fakecvat app.
+
+    users_spec: iterable of (username, password); the first is a superuser. Defaults to
+    admin:admin. Users are only seeded into an empty store (a restart keeps the old ones).
+    """
+    app = Flask("fakecvat")
+    app.url_map.strict_slashes = False  # CVAT accepts /data and /data/ alike; never redirect a POST
+    store = store or Store(data_dir)
+    if media_dir is None:
+        media_dir = Path(data_dir) / "media" if data_dir else Path(tempfile.mkdtemp(prefix="fakecvat-media-"))
+    Path(media_dir).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        STORE=store,
+        CVAT_VERSION=cvat_version,
+        SHARE_DIR=str(share_dir) if share_dir else None,
+        MEDIA_DIR=str(media_dir),
+        USERS_SPEC=list(users_spec or DEFAULT_USERS),
+        MAX_CONTENT_LENGTH=None,
+    )
+    seed_users(store, app.config["USERS_SPEC"])
+    control.init_app(app)
+
+    app.before_request(control.before_request)  # faults first: they may answer instead of us
+    app.before_request(auth.authenticate)
+    for name in BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(name).bp)
+    app.register_blueprint(control.bp)
+
+    @app.after_request
+    def _request_id(resp: Response):
+        resp.headers["X-Request-Id"] = str(uuid.uuid4())
+        return resp
+
+    @app.errorhandler(APIError)
+    def _api_error(e: APIError):
+        if e.text:
+            resp = Response(str(e.body), status=e.status, mimetype="text/plain")
+        else:
+            resp = Response(json.dumps(e.body), status=e.status, mimetype=CVAT_JSON)
+        for k, v in e.headers.items():
+            resp.headers[k] = v
+        return resp
+
+    @app.errorhandler(WerkzeugNotFound)
+    def _unknown_path(e):
+        if request.path.startswith("/api/"):
+            return _api_error(NotImplementedByFake(request.method, request.path))
+        return _api_error(APIError({"detail": "Not found."}, status=404))
+
+    @app.errorhandler(MethodNotAllowed)
+    def _method(e):
+        return _api_error(CVATMethodNotAllowed(request.method))
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):
+        return _api_error(APIError({"detail": e.description}, status=e.code or 500))
+
+    return app
+
+
+def seed_users(store: Store, spec) -> None:
+    with store.lock:
+        if store.all("users"):
+            return
+        for i, (name, password) in enumerate(spec):
+            users.create_user(store, name, password, superuser=(i == 0), email=f"{name}@example.com")

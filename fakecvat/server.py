@@ -1,0 +1,58 @@
+"""Serving fakecvat: a real multi-threaded WSGI server (waitress), in-process or standalone.
+
+``FakeCVAT`` is the context manager tests use: it binds a free loopback port, serves in a
+background thread, exposes ``.url``, ``.store`` and ``.reset()``, and stops cleanly.
+"""
+from __future__ import annotations
+
+import threading
+
+from waitress.server import create_server
+
+from .app import DEFAULT_USERS, DEFAULT_VERSION, create_app, seed_users
+
+
+class FakeCVAT:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, data_dir=None, users=None,
+                 cvat_version: str = DEFAULT_VERSION, share_dir=None, threads: int = 8):
+        self.app = create_app(data_dir=data_dir, users_spec=users, cvat_version=cvat_version, share_dir=share_dir)
+        self.store = self.app.config["STORE"]
+        self._server = create_server(self.app, host=host, port=port, threads=threads,
+                                     ident="fakecvat", clear_untrusted_proxy_headers=True,
+                                     channel_timeout=60, max_request_body_size=32 * 1024 ** 3)
+        self.host = host
+        self.port = self._server.effective_port
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "FakeCVAT":
+        self._thread = threading.Thread(target=self._server.run, name=f"fakecvat:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.run()
+
+    def stop(self) -> None:
+        self._server.close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.store.close()
+
+    def reset(self) -> None:
+        """Forget all state and re-seed the configured users (like POST /_fakecvat/reset)."""
+        from . import control
+        control.reset_state(self.app)
+
+    @property
+    def users(self) -> list[tuple[str, str]]:
+        return list(self.app.config["USERS_SPEC"])
+
+    def __enter__(self) -> "FakeCVAT":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
