@@ -1,0 +1,447 @@
+"""The dataset directory on disk (SPEC §2): media discovery, sample files, metadata, masks.
+
+Media live anywhere below the root; beside each one sits ``<media name>.json``, a FiftyOne sample
+dict. Sample files are shared with people and other tools, so every write here is a
+read-modify-write that re-checks the file just before the atomic rename and re-applies the change
+if somebody else wrote in between (``update_sample``); unknown keys always survive. Paths handed
+in from outside go through ``safe_rel`` so nothing is ever read or written outside the root.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import posixpath
+import re
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from syncd.atomic import dumps_json, write_bytes_atomic
+from syncd.errors import MediaError, SampleFileError
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+VIDEO_EXTS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm"})
+MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
+
+SAMPLE_SUFFIX = ".json"
+MASKS_DIR = ".masks"  # hidden, so discovery never mistakes mask PNGs for media
+# Decompression-bomb guard, checked from the header before anything decodes pixels.
+MAX_IMAGE_PIXELS = 1 << 28  # 268M pixels, e.g. 16384 x 16384
+UPDATE_RETRIES = 20
+
+_VIDEO_MIME = {".mp4": "video/mp4", ".mov": "video/quicktime", ".avi": "video/x-msvideo",
+               ".mkv": "video/x-matroska", ".webm": "video/webm"}
+_IMAGE_MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
+               ".bmp": "image/bmp", ".gif": "image/gif", ".webp": "image/webp",
+               ".tif": "image/tiff", ".tiff": "image/tiff"}
+_NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery
+
+
+def _ext(name: str) -> str:
+    return posixpath.splitext(name)[1].lower()
+
+
+def is_media(rel: str) -> bool:
+    """Whether ``rel`` (relative, forward slashes) names a media file syncd handles."""
+    parts = str(rel).replace(os.sep, "/").split("/")
+    if any(p.startswith(".") for p in parts if p):
+        return False
+    return _ext(parts[-1]) in MEDIA_EXTS
+
+
+def _utf8_ok(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # undecodable bytes come back as lone surrogates and fail here
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def discover(root) -> Iterator[str]:
+    """Yield media paths below ``root``, relative, with forward slashes, sorted.
+
+    Skips hidden components, non-UTF-8 names and symlinks that resolve outside the root. Each
+    directory is entered at most once (by device/inode), which makes symlink loops harmless.
+    One ``os.scandir`` per directory and no per-file stat: 100k files take about a second.
+    """
+    root_real = os.path.realpath(root)
+    seen: set[tuple[int, int]] = set()
+    found: list[str] = []
+
+    def inside(target: str) -> bool:
+        return target == root_real or target.startswith(root_real + os.sep)
+
+    def walk(dir_path: str, prefix: str) -> None:
+        try:
+            st = os.stat(dir_path)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            with os.scandir(dir_path) as it:
+                entries = list(it)
+        except OSError:
+            return  # unreadable directory: skip rather than abort the whole scan
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or not _utf8_ok(name):
+                continue
+            rel = prefix + name
+            try:
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if not inside(target):
+                        continue
+                    if os.path.isdir(target):
+                        walk(entry.path, rel + "/")
+                    elif os.path.isfile(target) and _ext(name) in MEDIA_EXTS:
+                        found.append(rel)
+                elif entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, rel + "/")
+                elif _ext(name) in MEDIA_EXTS and entry.is_file(follow_symlinks=False):
+                    found.append(rel)
+            except OSError:
+                continue
+
+    walk(str(root), "")
+    found.sort()
+    return iter(found)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+def safe_rel(root, rel) -> str:
+    """Normalise ``rel`` to a forward-slash path relative to ``root``, or raise SampleFileError.
+
+    Rejected: empty, absolute, ``..`` components, NUL, non-UTF-8, and paths whose real location
+    (after symlinks) is outside the root.
+    """
+    shown = repr(rel)
+    if isinstance(rel, bytes):
+        try:
+            rel = rel.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SampleFileError(f"{shown}: path is not valid UTF-8") from None
+    rel = os.fspath(rel)
+    if not isinstance(rel, str):
+        raise SampleFileError(f"{shown}: path must be a string")
+    if "\x00" in rel:
+        raise SampleFileError(f"{shown}: path contains a NUL byte")
+    if not _utf8_ok(rel):
+        raise SampleFileError(f"{shown}: path is not valid UTF-8")
+    rel = rel.replace(os.sep, "/")
+    if rel.startswith("/"):
+        raise SampleFileError(f"{shown}: path must be relative to the dataset root")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise SampleFileError(f"{shown}: path must not contain '..'")
+    if not parts:
+        raise SampleFileError(f"{shown}: empty path")
+    norm = "/".join(parts)
+    root_real = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root_real, norm))
+    if real != root_real and not real.startswith(root_real + os.sep):
+        raise SampleFileError(f"{shown}: path leads outside the dataset root {root}")
+    return norm
+
+
+def sample_file(root, rel) -> Path:
+    """The sample file of media ``rel``: ``<root>/<rel>.json``."""
+    return Path(root) / (safe_rel(root, rel) + SAMPLE_SUFFIX)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample files
+
+
+def _parse_sample(path: Path, data: bytes) -> dict:
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SampleFileError(f"{path}: invalid sample file: {reason}") from None
+    if not isinstance(obj, dict):
+        raise SampleFileError(
+            f"{path}: invalid sample file: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def new_sample(root, rel) -> dict:
+    """A fresh sample dict for media ``rel`` (not written)."""
+    rel = safe_rel(root, rel)
+    return {"filepath": rel, "tags": [], "metadata": compute_metadata(Path(root) / rel)}
+
+
+def read_sample(root, rel, *, create: bool = True) -> dict:
+    """Parse the sample file of ``rel``.
+
+    Missing file: a fresh sample dict when ``create`` (not written), else SampleFileError.
+    Unparsable or non-object JSON: SampleFileError; the file is left untouched.
+    """
+    path = sample_file(root, rel)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        if not create:
+            raise SampleFileError(f"{path}: no sample file") from None
+        return new_sample(root, rel)
+    except OSError as exc:
+        raise SampleFileError(f"{path}: cannot read sample file: {exc.strerror}") from None
+    return _parse_sample(path, data)
+
+
+def _snapshot(path: Path) -> tuple | None:
+    """What identifies the file's current content: (mtime_ns, size, sha256) or None if absent."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, hashlib.sha256(data).digest(), data)
+
+
+# Serialises syncd's own writers in this process (daemon threads); writers in other processes
+# and other tools are handled by the compare-before-rename check.
+_locks_guard = threading.Lock()
+_path_locks: dict[str, threading.Lock] = {}
+
+
+def _path_lock(path: Path) -> threading.Lock:
+    with _locks_guard:
+        return _path_locks.setdefault(str(path), threading.Lock())
+
+
+def update_sample(root, rel, change: Callable[[dict], dict | None]) -> dict:
+    """Atomically read-modify-write the sample file of ``rel``; returns the dict written.
+
+    ``change`` gets a deep copy of the current sample (a fresh one if the file is missing) and
+    mutates it and/or returns a new dict. Just before the rename the file is checked again; if
+    someone changed it meanwhile, ``change`` is re-applied to the fresh content, so neither edit
+    is lost. ``change`` may therefore run more than once and must not have other side effects.
+    If nothing changed and the file exists, nothing is written (no spurious watcher events).
+    """
+    rel = safe_rel(root, rel)
+    path = sample_file(root, rel)
+    with _path_lock(path):
+        for _ in range(UPDATE_RETRIES):
+            snap = _snapshot(path)
+            current = new_sample(root, rel) if snap is None else _parse_sample(path, snap[3])
+            proposed = copy.deepcopy(current)
+            result = change(proposed)
+            new = proposed if result is None else result
+            if not isinstance(new, dict):
+                raise SampleFileError(f"{path}: update produced {type(new).__name__}, not a dict")
+            if snap is not None and new == current:
+                return new
+            try:
+                data = dumps_json(new)
+            except (TypeError, ValueError) as exc:
+                raise SampleFileError(f"{path}: cannot encode sample as JSON: {exc}") from None
+            if write_bytes_atomic(path, data, before_replace=lambda: _snapshot(path) == snap):
+                return new
+    raise SampleFileError(
+        f"{path}: sample file kept changing while syncd tried to update it "
+        f"({UPDATE_RETRIES} attempts); try again")
+
+
+def set_tags(root, rel, add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict:
+    """Remove then add tags on the sample of ``rel`` (order kept, no duplicates)."""
+    add, remove = list(add), set(remove)
+    for tag in [*add, *remove]:
+        if not isinstance(tag, str) or not tag:
+            raise SampleFileError(f"{rel}: tag must be a non-empty string, got {tag!r}")
+
+    def change(sample: dict) -> None:
+        tags = sample.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise SampleFileError(f"{sample_file(root, rel)}: 'tags' must be a list of strings")
+        tags = [t for t in tags if t not in remove]
+        tags += [t for t in dict.fromkeys(add) if t not in tags]
+        sample["tags"] = tags
+
+    return update_sample(root, rel, change)
+
+
+# ---------------------------------------------------------------------------------------------
+# Media
+
+
+def content_hash(path) -> str:
+    """Hex sha256 of a file's bytes, streamed."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
+    return h.hexdigest()
+
+
+def compute_metadata(path) -> dict:
+    """FiftyOne ``ImageMetadata`` / ``VideoMetadata`` dict of a media file (MediaError if not)."""
+    path = Path(path)
+    ext = _ext(path.name)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read media: {exc.strerror}") from None
+    if not path.is_file():
+        raise MediaError(f"{path}: not a regular file")
+    if size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+    if ext in IMAGE_EXTS:
+        return _image_metadata(path, ext, size)
+    if ext in VIDEO_EXTS:
+        return _video_metadata(path, ext, size)
+    raise MediaError(f"{path}: not a supported media type ({ext or 'no extension'})")
+
+
+def _open_image(path: Path):
+    """Open an image lazily (header only) with the bomb guard; MediaError on failure."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise MediaError(f"{path}: image too large (decompression bomb guard)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MediaError(f"{path}: cannot read image: {exc}") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        img.close()
+        raise MediaError(f"{path}: image has no pixels ({w}x{h})")
+    if w * h > MAX_IMAGE_PIXELS:
+        img.close()
+        raise MediaError(f"{path}: image too large ({w}x{h} pixels exceeds {MAX_IMAGE_PIXELS})")
+    return img
+
+
+def _image_metadata(path: Path, ext: str, size: int) -> dict:
+    from PIL import Image
+
+    with _open_image(path) as img:
+        width, height = img.size
+        channels = len(img.getbands())
+        mime = Image.MIME.get(img.format or "", _IMAGE_MIME[ext])
+    return {"_cls": "ImageMetadata", "size_bytes": size, "mime_type": mime,
+            "width": width, "height": height, "num_channels": channels}
+
+
+def _video_metadata(path: Path, ext: str, size: int) -> dict:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else 0.0
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            else:
+                duration = 0.0
+            frames = stream.frames
+            if not frames:
+                # Matroska/WebM don't store a frame count: count packets (demux only, no decode).
+                frames = sum(1 for p in container.demux(stream) if p.size)
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: cannot read video: {exc}") from None
+    if not width or not height:
+        raise MediaError(f"{path}: video has no frame size")
+    if not duration and fps and frames:
+        duration = frames / fps
+    return {"_cls": "VideoMetadata", "size_bytes": size, "mime_type": _VIDEO_MIME[ext],
+            "frame_width": width, "frame_height": height, "frame_rate": fps,
+            "total_frame_count": int(frames), "duration": duration}
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks: <dir>/.masks/<media name>/<field>/<label_id>.png, relative to the root
+
+
+def mask_rel(rel_media: str, field: str, label_id: str) -> str:
+    """Where the mask of ``label_id`` in ``field`` of media ``rel_media`` lives (relative)."""
+    for what, value in (("field", field), ("label id", label_id)):
+        if not isinstance(value, str) or not _NAME_PART.match(value) or ".." in value:
+            raise MediaError(f"{rel_media}: unusable mask {what} {value!r}")
+    directory, name = posixpath.split(rel_media)
+    return posixpath.join(directory, MASKS_DIR, name, field, f"{label_id}.png")
+
+
+def write_mask(root, rel_media, field: str, label_id: str, array) -> str:
+    """Write a 2-D mask (bool, or integer class ids) or an RGB(A) mask as PNG; return its path.
+
+    Bool masks are stored as 0/255 greyscale; ``read_mask`` gives uint8 back, so callers that
+    want bool use ``mask > 0`` (as FiftyOne does for instance masks).
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rel_media = safe_rel(root, rel_media)
+    rel = mask_rel(rel_media, field, label_id)
+    arr = np.asarray(array)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or arr.size == 0:
+        raise MediaError(f"{rel}: mask must be HxW or HxWx3/4, got shape {arr.shape}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype.kind in "iu":
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 65535 or (arr.ndim == 3 and hi > 255):
+            raise MediaError(f"{rel}: mask values {lo}..{hi} do not fit a PNG")
+        arr = arr.astype(np.uint8 if hi <= 255 else np.uint16)
+    else:
+        raise MediaError(f"{rel}: mask dtype {arr.dtype} is not bool or integer")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    target = Path(root) / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    safe_rel(root, rel)  # re-check now that the directories exist (a planted symlink escapes)
+    write_bytes_atomic(target, buf.getvalue())
+    return rel
+
+
+def read_mask(root, mask_path):
+    """Read a mask PNG (path relative to the root, or absolute inside it) into a numpy array."""
+    import numpy as np
+
+    p = os.fspath(mask_path)
+    if isinstance(p, str) and os.path.isabs(p):
+        root_real = os.path.realpath(root)
+        real = os.path.realpath(p)
+        if not real.startswith(root_real + os.sep):
+            raise SampleFileError(f"{p!r}: mask path leads outside the dataset root {root}")
+        p = os.path.relpath(real, root_real)
+    rel = safe_rel(root, p)
+    path = Path(root) / rel
+    if not path.is_file():
+        raise MediaError(f"{path}: mask file not found")
+    with _open_image(path) as img:
+        try:
+            return np.asarray(img)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise MediaError(f"{path}: cannot decode mask: {exc}") from None
