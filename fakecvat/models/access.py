@@ -1,0 +1,61 @@
+"""Who may see and change what (CVAT's OPA rules, sandbox context; reference/cvat-api.md §8.3, §12).
+
+- admin: everything;
+- a project is visible to its owner and assignee, and to staff of any of its tasks;
+- a task is visible to its owner and assignee, its project's owner and assignee, and to the
+  assignees of its jobs (who then see the task read-only);
+- a job is visible to its assignee and to the staff of its task and project.
+Objects that exist but are not visible answer 403, not 404.
+"""
+from __future__ import annotations
+
+from ..errors import PermissionDenied
+from ..store import Store
+from .users import is_admin
+
+
+def _uid(user):
+    return user["id"] if user else None
+
+
+def is_project_staff(user, project: dict | None) -> bool:
+    return bool(project) and _uid(user) in (project.get("owner_id"), project.get("assignee_id"))
+
+
+def is_task_staff(store: Store, user, task: dict) -> bool:
+    if _uid(user) in (task.get("owner_id"), task.get("assignee_id")):
+        return True
+    project = store.get("projects", task["project_id"]) if task.get("project_id") else None
+    return is_project_staff(user, project)
+
+
+def is_job_staff(store: Store, user, job: dict) -> bool:
+    if job.get("assignee_id") == _uid(user):
+        return True
+    task = store.get("tasks", job["task_id"])
+    return bool(task) and is_task_staff(store, user, task)
+
+
+def can_view_project(store: Store, user, project: dict) -> bool:
+    if is_admin(user) or is_project_staff(user, project):
+        return True
+    return any(can_view_task(store, user, t) for t in store.find("tasks", lambda t: t.get("project_id") == project["id"]))
+
+
+def can_view_task(store: Store, user, task: dict) -> bool:
+    if is_admin(user) or is_task_staff(store, user, task):
+        return True
+    return any(j.get("assignee_id") == _uid(user) for j in store.find("jobs", lambda j: j["task_id"] == task["id"]))
+
+
+def can_change_task(store: Store, user, task: dict) -> bool:
+    return is_admin(user) or is_task_staff(store, user, task)
+
+
+def can_view_job(store: Store, user, job: dict) -> bool:
+    return is_admin(user) or is_job_staff(store, user, job)
+
+
+def require(allowed: bool) -> None:
+    if not allowed:
+        raise PermissionDenied()
