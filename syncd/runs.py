@@ -1,0 +1,275 @@
+"""Run records in ``<root>/.syncd/`` (TinyDB), and the per-root daemon lock.
+
+A run is one batch of samples sent to CVAT, like a FiftyOne annotation run. Its record is a plain
+JSON dict; this module stores whatever the caller puts in it. The shape the rest of syncd uses::
+
+    {"key": "boxes-3",               # "<rule name>-<n>" for daemon runs, any key for one-shot runs
+     "created": "2024-...Z", "updated": "2024-...Z",
+     "status": "created",            # caller-defined lifecycle: created, uploading, annotating, ...
+     "config": {...},                # label schema, rule / annotate() options, CVAT url, project
+     "samples": ["street/0001.jpg"], # media paths (relative to the root) in this run
+     "tasks": {"12": {...}},         # CVAT task id (string) -> state, jobs, frame map, ...
+     "frames": {...},                # per-task CVAT frame -> sample (and video frame) map
+     "sent": {...},                  # what was uploaded: field -> sample -> label id(s) (id_map)
+     "intents": [...]}               # steps started but not yet confirmed (crash recovery)
+
+Durability: TinyDB's stock JSONStorage rewrites the file in place, so a crash can leave it torn.
+``AtomicJSONStorage`` writes through ``atomic.write_json_atomic`` instead. Every mutation is a
+read-modify-write done under an flock on ``.syncd/runs.lock``, so the daemon and a CLI command
+running at the same time never lose each other's updates. ``.syncd/`` is 0700, its files 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as _dt
+import fcntl
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tinydb import Query, TinyDB
+from tinydb.storages import Storage
+
+from syncd.atomic import write_json_atomic
+from syncd.errors import RunError, SyncdError
+
+STATE_DIR = ".syncd"
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def state_dir(root) -> Path:
+    """``<root>/.syncd``, created 0700 if missing (and tightened if it was looser)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise RunError(f"{root}: dataset root is not a directory")
+    path = root / STATE_DIR
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        if path.stat().st_mode & 0o777 != 0o700:
+            path.chmod(0o700)
+    except OSError as exc:
+        raise RunError(f"{path}: cannot create state directory: {exc.strerror}") from None
+    return path
+
+
+def _open_private(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that replaces the file atomically (0600) instead of rewriting in place."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def read(self):
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return None
+        if not text.strip():
+            return None
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise RunError(f"{self.path}: run records are corrupt: {exc}") from None
+
+    def write(self, data):
+        write_json_atomic(self.path, data, mode=0o600)
+
+    def close(self):
+        pass
+
+
+def _plain(value: Any, what: str) -> Any:
+    """A JSON round trip: what the caller gets back is exactly what a reload would give."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"{what}: value is not JSON-serialisable: {exc}") from None
+
+
+class RunStore:
+    """All run records of one dataset root (``<root>/.syncd/runs.json``)."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.dir = state_dir(root)
+        self.path = self.dir / "runs.json"
+        self._lock_path = self.dir / "runs.lock"
+        self._thread_lock = threading.RLock()
+        self._db = TinyDB(self.path, storage=AtomicJSONStorage)
+        # cache_size=0: another process may write the file; never answer from a stale cache.
+        self._runs = self._db.table("runs", cache_size=0)
+        self._counters = self._db.table("counters", cache_size=0)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._thread_lock:
+            fd = _open_private(self._lock_path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def _find(self, key: str):
+        docs = self._runs.search(Query().key == key)
+        return docs[0] if docs else None
+
+    def _missing(self, key: str) -> RunError:
+        return RunError(f"no run '{key}' in {self.root}")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> dict:
+        doc = self._find(key)
+        if doc is None:
+            raise self._missing(key)
+        return copy.deepcopy(dict(doc))
+
+    def exists(self, key: str) -> bool:
+        return self._find(key) is not None
+
+    def list(self) -> list[dict]:
+        """Every run, oldest first."""
+        docs = [copy.deepcopy(dict(d)) for d in self._runs.all()]
+        return sorted(docs, key=lambda d: (d.get("created", ""), d.get("key", "")))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def create(self, key: str, config: dict, **fields) -> dict:
+        """Add a run; RunError if ``key`` is taken or malformed. Extra fields are stored too."""
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise RunError(f"invalid run key {key!r}: use letters, digits, '_', '-', '.'")
+        now = _now()
+        record = {"key": key, "created": now, "updated": now, "status": "created",
+                  "config": config, "samples": [], "tasks": {}, "frames": {}, "sent": {},
+                  "intents": []}
+        record.update(fields)
+        record["key"] = key
+        record = _plain(record, f"run '{key}'")
+        with self._locked():
+            if self._find(key) is not None:
+                raise RunError(f"run '{key}' already exists in {self.root}")
+            self._runs.insert(record)
+        return record
+
+    def modify(self, key: str, change: Callable[[dict], dict | None]) -> dict:
+        """Read-modify-write one record under the lock; ``change`` mutates or returns it."""
+        with self._locked():
+            doc = self._find(key)
+            if doc is None:
+                raise self._missing(key)
+            record = copy.deepcopy(dict(doc))
+            result = change(record)
+            record = _plain(record if result is None else result, f"run '{key}'")
+            if record.get("key") != key:
+                raise RunError(f"run '{key}': use rename() to change a run's key")
+            record["updated"] = _now()
+
+            def replace(stored: dict) -> None:  # one storage write: no window without the run
+                stored.clear()
+                stored.update(record)
+
+            self._runs.update(replace, doc_ids=[doc.doc_id])
+        return record
+
+    def update(self, key: str, **fields) -> dict:
+        """Set top-level fields of a run."""
+        return self.modify(key, lambda r: r.update(fields))
+
+    def record(self, key: str, path: list[str], value) -> dict:
+        """Set a nested value, creating dicts on the way: ``record(k, ["tasks", "12", "state"], v)``.
+
+        Path parts are dict keys; ints are turned into strings (JSON objects have string keys).
+        """
+        if not path:
+            raise RunError(f"run '{key}': empty record path")
+        parts = [str(p) for p in path]
+        if parts[0] == "key":
+            raise RunError(f"run '{key}': use rename() to change a run's key")
+
+        def change(rec: dict) -> None:
+            node = rec
+            for i, part in enumerate(parts[:-1]):
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    where = ".".join(parts[: i + 1])
+                    raise RunError(f"run '{key}': {where} is not an object")
+            node[parts[-1]] = value
+
+        return self.modify(key, change)
+
+    def rename(self, key: str, new_key: str) -> dict:
+        if not isinstance(new_key, str) or not _KEY_RE.match(new_key):
+            raise RunError(f"invalid run key {new_key!r}: use letters, digits, '_', '-', '.'")
+        with self._locked():
+            doc = self._find(key)
+            if doc is None:
+                raise self._missing(key)
+            if self._find(new_key) is not None:
+                raise RunError(f"run '{new_key}' already exists in {self.root}")
+            self._runs.update({"key": new_key, "updated": _now()}, doc_ids=[doc.doc_id])
+        return self.get(new_key)
+
+    def delete(self, key: str) -> None:
+        with self._locked():
+            doc = self._find(key)
+            if doc is None:
+                raise self._missing(key)
+            self._runs.remove(doc_ids=[doc.doc_id])
+
+    def next_key(self, prefix: str) -> str:
+        """Reserve and return ``"<prefix>-<n>"``, n one above any number used for this prefix
+        before (deleted runs included, so a key is never reused for a different run)."""
+        if not isinstance(prefix, str) or not _KEY_RE.match(prefix + "-1"):
+            raise RunError(f"invalid run key prefix {prefix!r}")
+        pat = re.compile(re.escape(prefix) + r"-(\d+)$")
+        with self._locked():
+            used = [int(m.group(1)) for d in self._runs.all()
+                    if (m := pat.match(str(d.get("key", ""))))]
+            docs = self._counters.search(Query().prefix == prefix)
+            last = max([docs[0]["last"] if docs else 0, *used])
+            if docs:
+                self._counters.update({"last": last + 1}, doc_ids=[docs[0].doc_id])
+            else:
+                self._counters.insert({"prefix": prefix, "last": last + 1})
+        return f"{prefix}-{last + 1}"
+
+
+@contextlib.contextmanager
+def acquire_root_lock(root) -> Iterator[Path]:
+    """Hold ``<root>/.syncd/daemon.lock`` (flock) for the ``with`` block; one daemon per root.
+
+    The holder's pid is written into the file so a second acquirer can say who holds it. The
+    kernel drops the lock when the process dies, so a kill -9 never leaves a stale lock.
+    """
+    path = state_dir(root) / "daemon.lock"
+    fd = _open_private(path)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise SyncdError(f"another syncd daemon holds {root} (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
