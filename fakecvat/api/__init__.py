@@ -6,4 +6,6 @@ BLUEPRINTS = [
     "fakecvat.api.server",
     "fakecvat.api.auth",
     "fakecvat.api.users",
+    "fakecvat.api.projects",
+    "fakecvat.api.labels",
 ]

@@ -318,6 +318,21 @@ def _svg_with_ids(svg: str, subs: list[dict]) -> str:
                   lambda m: f'data-label-id="{ids[m.group(1)]}"' if m.group(1) in ids else m.group(0), svg)
 
 
+def validate_new_labels(store: Store, specs, *, task_id=None, project_id=None) -> None:
+    """Raise the ValidationError ``create_labels`` would raise; writes nothing. With neither
+    parent id, validates labels for a parent that does not exist yet."""
+    if specs is None:
+        return
+    if not isinstance(specs, list):
+        raise ValidationError({"labels": [f'Expected a list of items but got type "{type(specs).__name__}".']})
+    taken = set()
+    if task_id is not None or project_id is not None:
+        taken = {lb["name"] for lb in top_level_labels(store, task_id=task_id, project_id=project_id)}
+    errors = [_validate_label(s, taken=taken, partial=False) for s in specs]
+    if any(errors):
+        raise ValidationError({"labels": errors})
+
+
 def create_labels(store: Store, specs: list[dict], *, task_id=None, project_id=None) -> list[dict]:
     """Validate all specs, then create them under the parent. Returns the new top-level docs."""
     if specs is None:
@@ -326,10 +341,7 @@ def create_labels(store: Store, specs: list[dict], *, task_id=None, project_id=N
         raise ValidationError({"labels": [f'Expected a list of items but got type "{type(specs).__name__}".']})
     parent = _parent_fields(task_id, project_id)
     with store.lock:
-        taken = {lb["name"] for lb in top_level_labels(store, task_id=task_id, project_id=project_id)}
-        errors = [_validate_label(s, taken=taken, partial=False) for s in specs]
-        if any(errors):
-            raise ValidationError({"labels": errors})
+        validate_new_labels(store, specs, task_id=task_id, project_id=project_id)
         used = _used_colors(store, task_id, project_id)
         return [_insert_label(store, s, parent, used) for s in specs]
 
