@@ -213,14 +213,12 @@ def _snapshot(path: Path) -> tuple | None:
 
 
 # Serialises syncd's own writers in this process (daemon threads); writers in other processes
-# and other tools are handled by the compare-before-rename check.
-_locks_guard = threading.Lock()
-_path_locks: dict[str, threading.Lock] = {}
+# and other tools are handled by the compare-before-rename check. Striped: bounded memory.
+_path_locks = [threading.Lock() for _ in range(64)]
 
 
 def _path_lock(path: Path) -> threading.Lock:
-    with _locks_guard:
-        return _path_locks.setdefault(str(path), threading.Lock())
+    return _path_locks[hash(str(path)) % len(_path_locks)]
 
 
 def update_sample(root, rel, change: Callable[[dict], dict | None]) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from syncd import dataset
+import syncd.dataset as dataset
 from syncd.atomic import write_bytes_atomic, write_json_atomic
 from syncd.errors import MediaError, SampleFileError, SyncdError
 
