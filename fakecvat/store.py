@@ -68,6 +68,15 @@ class Store:
             self._log({"op": "counter", "table": table, "value": n})
             return n
 
+    def next_ids(self, table: str, n: int) -> range:
+        """Reserve ``n`` consecutive ids with one journal entry (bulk annotation writes)."""
+        with self.lock:
+            start = self._counters.get(table, 0) + 1
+            if n > 0:
+                self._counters[table] = start + n - 1
+                self._log({"op": "counter", "table": table, "value": start + n - 1})
+            return range(start, start + max(n, 0))
+
     def insert(self, table: str, doc: dict) -> dict:
         """Store ``doc``; assigns ``doc['id']`` from the table's counter when absent."""
         with self.lock:
