@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from syncd.atomic import dumps_json, write_bytes_atomic
-from syncd.errors import MediaError, SampleFileError
+from syncd.errors import MediaError, SampleFileError, SyncdError
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm"})
@@ -71,6 +71,8 @@ def discover(root) -> Iterator[str]:
     directory is entered at most once (by device/inode), which makes symlink loops harmless.
     One ``os.scandir`` per directory and no per-file stat: 100k files take about a second.
     """
+    if not os.path.isdir(root):
+        raise SyncdError(f"{root}: dataset root is not a directory")
     root_real = os.path.realpath(root)
     seen: set[tuple[int, int]] = set()
     found: list[str] = []
@@ -247,7 +249,13 @@ def update_sample(root, rel, change: Callable[[dict], dict | None]) -> dict:
                 data = dumps_json(new)
             except (TypeError, ValueError) as exc:
                 raise SampleFileError(f"{path}: cannot encode sample as JSON: {exc}") from None
-            if write_bytes_atomic(path, data, before_replace=lambda: _snapshot(path) == snap):
+            try:
+                written = write_bytes_atomic(
+                    path, data, before_replace=lambda: _snapshot(path) == snap)
+            except OSError as exc:
+                raise SampleFileError(
+                    f"{path}: cannot write sample file: {exc.strerror or exc}") from None
+            if written:
                 return new
     raise SampleFileError(
         f"{path}: sample file kept changing while syncd tried to update it "
@@ -417,9 +425,12 @@ def write_mask(root, rel_media, field: str, label_id: str, array) -> str:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     target = Path(root) / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    safe_rel(root, rel)  # re-check now that the directories exist (a planted symlink escapes)
-    write_bytes_atomic(target, buf.getvalue())
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        safe_rel(root, rel)  # re-check now that the directories exist (a planted symlink escapes)
+        write_bytes_atomic(target, buf.getvalue())
+    except OSError as exc:
+        raise MediaError(f"{target}: cannot write mask: {exc.strerror or exc}") from None
     return rel
 
 

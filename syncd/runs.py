@@ -87,7 +87,10 @@ class AtomicJSONStorage(Storage):
             raise RunError(f"{self.path}: run records are corrupt: {exc}") from None
 
     def write(self, data):
-        write_json_atomic(self.path, data, mode=0o600)
+        try:
+            write_json_atomic(self.path, data, mode=0o600)
+        except OSError as exc:
+            raise RunError(f"{self.path}: cannot write run records: {exc.strerror or exc}") from None
 
     def close(self):
         pass

@@ -292,3 +292,19 @@ def test_masks_refuse_escapes_and_bad_arrays(tmp_path):
         dataset.read_mask(tmp_path, "/etc/hostname")
     with pytest.raises(MediaError, match="not found"):
         dataset.read_mask(tmp_path, "nope.png")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_directory_is_a_sample_file_error(tmp_path):
+    make_image(tmp_path / "ro" / "a.jpg")
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        with pytest.raises(SampleFileError, match="cannot write sample file"):
+            dataset.set_tags(tmp_path, "ro/a.jpg", add=["x"])
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_discover_missing_root(tmp_path):
+    with pytest.raises(SyncdError, match="not a directory"):
+        list(dataset.discover(tmp_path / "nope"))
