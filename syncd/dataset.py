@@ -17,7 +17,7 @@ import posixpath
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from syncd.atomic import dumps_json, write_bytes_atomic
 from syncd.errors import MediaError, SampleFileError, SyncdError
