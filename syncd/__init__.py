@@ -6,10 +6,14 @@ rename_run, delete_run, tag. The daemon is ``syncd run ROOT`` (syncd.daemon).
 __version__ = "0.1.0"
 
 
+_API = ("annotate", "load_annotations", "resume", "status", "format_status", "runs", "rename_run",
+        "delete_run", "tag")
+
+
 def __getattr__(name):
-    # Lazy: importing syncd (e.g. for syncd.dataset in a subprocess) must not pull in requests.
-    from . import api
-    if name in ("annotate", "load_annotations", "resume", "status", "format_status", "runs",
-                "rename_run", "delete_run", "tag"):
+    # Lazy: importing syncd (e.g. for syncd.dataset in a subprocess) must not pull in requests,
+    # and must not import syncd.api while a submodule is being looked up.
+    if name in _API:
+        from . import api
         return getattr(api, name)
-    raise AttributeError(name)
+    raise AttributeError(f"module 'syncd' has no attribute {name!r}")
