@@ -145,20 +145,21 @@ def delete_project(store: Store, caller: dict, project: dict, media_dir) -> None
     if not can_delete(caller, project):
         raise PermissionDenied()
     with store.lock:
-        task_ids = [t["id"] for t in store.find("tasks", lambda t: t.get("project_id") == project["id"])]
+        doomed = store.find("tasks", lambda t: t.get("project_id") == project["id"])
         delete_task = _tasks_delete_fn()
-        for tid in task_ids:
+        for task in doomed:
             if delete_task is not None:
-                delete_task(store, media_dir, tid)
+                delete_task(store, task, media_dir, sender=caller)
             else:
-                _delete_task_docs(store, media_dir, tid)
+                _delete_task_docs(store, media_dir, task["id"])
         labels.delete_labels_of(store, project_id=project["id"])
         store.delete("projects", project["id"])
     events.emit(store, "delete:project", "project", project["id"], None, caller)
 
 
 def _tasks_delete_fn():
-    """The tasks model's delete, when that module provides one (it is written in parallel)."""
+    """The tasks model's ``delete_task(store, task, media_dir, sender=None)`` when that module
+    provides it (it is written in parallel); otherwise we delete the documents ourselves."""
     try:
         mod = importlib.import_module("fakecvat.models.tasks")
     except ImportError:
