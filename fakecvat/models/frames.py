@@ -1,0 +1,118 @@
+"""Reading a task's frames: data/meta, single frames, chunks, previews (cvat-api.md §6.4-6.5, §7).
+
+Frame numbers here are task-relative. A job view restricts them to the job's range; CVAT's
+out-of-range messages are kept word for word because clients show them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import media
+from ..errors import APIError, ValidationError
+from ..store import Store
+
+
+def _data(task: dict) -> dict:
+    data = task.get("data")
+    if not data:
+        raise ValidationError(["The task has no data"])
+    return data
+
+
+def source_index(data: dict, number: int) -> int:
+    """Task frame → frame index in the source media (video frame, or image before the step)."""
+    return data["start_frame"] + number * data.get("step", 1)
+
+
+def check_frame(number, lo: int, hi: int) -> int:
+    try:
+        n = int(number)
+    except (TypeError, ValueError):
+        raise ValidationError(["The frame number should be an integer"])
+    if n < lo or n > hi:
+        raise ValidationError([f"The frame number should be in the [{lo}, {hi}] range"])
+    return n
+
+
+def _image(data: dict, number: int):
+    if data.get("video"):
+        return media.video_frame(data["video"]["path"], source_index(data, number))
+    return media.load_image(data["frames"][number]["path"])
+
+
+def frame(task: dict, number: int, quality: str) -> tuple[bytes, str]:
+    """(bytes, mime) of one task frame; ``original`` is the stored file's bytes for images."""
+    data = _data(task)
+    if quality == "original" and not data.get("video"):
+        f = data["frames"][number]
+        return Path(f["path"]).read_bytes(), media.mime_type(f["name"])
+    quality_value = task.get("image_quality", 70) if quality != "original" else 95
+    return media.to_jpeg(_image(data, number), quality_value), "image/jpeg"
+
+
+def chunk(task: dict, numbers: range, quality: str) -> bytes:
+    """A zip chunk holding the given task frames (``000000.jpeg``... per CVAT's imageset)."""
+    data = _data(task)
+    entries = []
+    for i, n in enumerate(numbers):
+        if quality == "original" and not data.get("video"):
+            f = data["frames"][n]
+            entries.append((f"{i:06d}{Path(f['name']).suffix.lower()}", Path(f["path"]).read_bytes()))
+        else:
+            entries.append((f"{i:06d}.jpeg", media.to_jpeg(_image(data, n), task.get("image_quality", 70))))
+    return media.zip_chunk(entries)
+
+
+def chunk_range(task: dict, index: int, lo: int, hi: int) -> range:
+    """Frames of chunk ``index`` counted from frame ``lo`` (task chunks: lo=0), clipped to hi."""
+    cs = _data(task)["chunk_size"]
+    last = (hi - lo) // cs
+    if index < 0 or index > last:
+        raise ValidationError([f"The chunk number should be in the [0, {last}] range"])
+    start = lo + index * cs
+    return range(start, min(start + cs - 1, hi) + 1)
+
+
+def preview(task: dict) -> bytes:
+    data = task.get("data")
+    if not data:
+        raise APIError({"detail": "Not found."}, status=404)
+    return media.preview_jpeg(_image(data, 0))
+
+
+def meta(store: Store, task: dict, job: dict | None = None) -> dict:
+    """DataMetaRead for a task, or for one job of it."""
+    data = task.get("data")
+    if not data:
+        return {"chunk_size": None, "size": 0, "image_quality": task.get("image_quality", 70), "start_frame": 0,
+                "stop_frame": 0, "frame_filter": "", "frames": [], "deleted_frames": [], "included_frames": None,
+                "chunks_updated_date": task["updated_date"], "storage": "local", "cloud_storage_id": None,
+                "chapters": None}
+    lo, hi = (job["start_frame"], job["stop_frame"]) if job else (0, task["size"] - 1)
+    if data.get("video"):
+        frames = data["frames"]  # a video has a single entry: its size and name
+    else:
+        frames = data["frames"][lo:hi + 1]
+    return {
+        "chunk_size": data["chunk_size"], "size": hi - lo + 1, "image_quality": task.get("image_quality", 70),
+        "start_frame": source_index(data, lo), "stop_frame": source_index(data, hi),
+        "frame_filter": data["frame_filter"],
+        "frames": [{"width": f["width"], "height": f["height"], "name": f["name"], "related_files": 0,
+                    "has_related_context": False} for f in frames],
+        "deleted_frames": [d for d in data["deleted_frames"] if lo <= d <= hi],
+        "included_frames": None, "chunks_updated_date": data["chunks_updated_date"],
+        "storage": data["storage"], "cloud_storage_id": None,
+        "chapters": [] if data.get("video") else None,
+    }
+
+
+def set_deleted_frames(store: Store, task: dict, deleted) -> dict:
+    """PATCH data/meta ``{"deleted_frames": [...]}`` (task-relative, validated against size)."""
+    data = _data(task)
+    if not isinstance(deleted, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in deleted):
+        raise ValidationError({"deleted_frames": ["Expected a list of integers."]})
+    bad = [d for d in deleted if d < 0 or d >= task["size"]]
+    if bad:
+        raise ValidationError({"deleted_frames": [f"Unexpected frame numbers: {bad}"]})
+    data = dict(data, deleted_frames=sorted(set(deleted)))
+    return store.update("tasks", task["id"], data=data)
