@@ -6,6 +6,10 @@ BLUEPRINTS = [
     "fakecvat.api.server",
     "fakecvat.api.auth",
     "fakecvat.api.users",
+    "fakecvat.api.tasks",
+    "fakecvat.api.taskdata",
+    "fakecvat.api.jobs",
+    "fakecvat.api.requests",
     "fakecvat.api.projects",
     "fakecvat.api.labels",
 ]
