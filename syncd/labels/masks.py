@@ -206,3 +206,48 @@ def split_segmentation(mask: np.ndarray, mask_targets: dict[int, str]) -> list[t
 def empty_segmentation(width: int, height: int, mask_targets: dict[int, str]) -> np.ndarray:
     dtype = np.uint8 if max(mask_targets or {0: ""}) <= 255 else np.uint16
     return np.zeros((height, width), dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+def write_png(path: Path, mask: np.ndarray) -> None:
+    """Instance masks (bool) as 0/255 8-bit; semantic masks keep their values (8 or 16 bit)."""
+    m = np.asarray(mask)
+    if m.dtype == bool:
+        m = m.astype(np.uint8) * 255
+    elif m.max(initial=0) > 255:
+        m = m.astype(np.uint16)
+    else:
+        m = m.astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(m).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def externalize_masks(value: Any, root: str | Path, mask_dir: str) -> Any:
+    """Write every numpy ``mask`` in a field value to a PNG and reference it by ``mask_path``.
+
+    An existing ``mask_path`` is overwritten in place; otherwise the file is
+    ``<mask_dir>/<label id>.png`` (``mask_dir`` relative to ``root``; use a directory starting
+    with "." so the PNGs are not taken for media). Returns the value, changed in place.
+    """
+    from ..ids import label_id  # local: keep this module free of label-model imports
+
+    labels = []
+    if isinstance(value, dict):
+        for key in ("detections", "polylines", "keypoints", "classifications"):
+            if isinstance(value.get(key), list):
+                labels = value[key]
+                break
+        else:
+            labels = [value]
+    for lab in labels:
+        if not isinstance(lab, dict) or not isinstance(lab.get("mask"), np.ndarray):
+            continue
+        rel = lab.get("mask_path") or f"{mask_dir.rstrip('/')}/{label_id(lab)}.png"
+        write_png(Path(root) / rel, lab.pop("mask"))
+        lab["mask_path"] = rel
+    return value
