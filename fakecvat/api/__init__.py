@@ -12,4 +12,5 @@ BLUEPRINTS = [
     "fakecvat.api.requests",
     "fakecvat.api.projects",
     "fakecvat.api.labels",
+    "fakecvat.api.webhooks",
 ]
