@@ -36,11 +36,11 @@ from typing import Callable, Iterable
 from . import dataset
 from .cvat import CVATError
 from .errors import MediaError, RunError, SampleFileError, SyncdError
-from .ids import is_object_id
+from .ids import is_object_id, label_id
 from .labels import export_sample, import_annotations, resolve_ids
 from .merge import merge_sample
 from .runs import RunStore
-from .schema import FieldSchema, build_schema, cvat_labels
+from .schema import FieldSchema, build_schema, cvat_labels, labels_of
 
 log = logging.getLogger("syncd.ops")
 
@@ -419,7 +419,8 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
         trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
 
         def change(sample, fields=fields, sent=sent):
-            out = merge_sample(sample, fields, sent, schema, dest_field)
+            out = merge_sample(sample, fields, _with_already_merged(sample, fields, sent, dest_field),
+                               schema, dest_field)
             if trigger or done:
                 tags = [t for t in out.get("tags", []) if t != trigger]
                 if done and done not in tags:
@@ -441,6 +442,19 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
         summary["labels"] += sum(_count(v) for v in fields.values())
         if progress:
             progress(1)
+
+
+def _with_already_merged(sample: dict, fields: dict, sent: dict, dest_field) -> dict:
+    """Sent ids plus the downloaded ids the sample already holds: after a crash between writing
+    a sample and recording it as merged, those labels are merged again, not added twice."""
+    out = {k: list(v) for k, v in sent.items()}
+    dest = {next(iter(fields), None): dest_field} if isinstance(dest_field, str) else (dest_field or {})
+    for field, value in fields.items():
+        have = {label_id(lb) for lb in labels_of(sample.get(dest.get(field, field)))}
+        again = [label_id(lb) for lb in labels_of(value) if label_id(lb) in have]
+        if again:
+            out[field] = list(dict.fromkeys([*out.get(field, []), *again]))
+    return out
 
 
 def _media_changed(root, rel: str, run: dict) -> str | None:
@@ -486,7 +500,7 @@ def _mask_to_path(root, rel, field, label: dict) -> dict:
     if mask is None or isinstance(mask, (str, dict, list)):
         return label
     label = dict(label)
-    lid = (label.get("_id") or {}).get("$oid") or "mask"
+    lid = label_id(label) or "mask"
     label["mask_path"] = dataset.write_mask(root, rel, field, lid, mask)
     label.pop("mask")
     return label
