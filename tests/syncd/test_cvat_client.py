@@ -1,0 +1,197 @@
+"""syncd.cvat.CVATClient against a real (fake) CVAT server on loopback: auth, pagination,
+retries under injected faults, error messages, secrecy of credentials, tasks/jobs/annotations."""
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import pytest
+import requests
+
+from syncd.cvat import CVATClient, CVATError, client_from_env
+from syncd.errors import SyncdError
+
+
+def admin(server, **kw) -> CVATClient:
+    kw.setdefault("backoff", 0.01)
+    return CVATClient(server.url, username="admin", password="admin", **kw)
+
+
+def fault(server, **rule) -> None:
+    r = requests.post(server.url + "/_fakecvat/faults", json=rule)
+    assert r.status_code == 201, r.text
+
+
+def fault_hits(server) -> list[int]:
+    return [rule["hits"] for rule in requests.get(server.url + "/_fakecvat/faults").json()["rules"]]
+
+
+# ---- authentication ------------------------------------------------------------------------------
+
+def test_session_login_allows_writes_with_csrf(fakecvat):
+    with admin(fakecvat) as cvat:
+        assert cvat.current_user()["username"] == "admin"
+        # an unsafe method on a cookie session passes only with X-CSRFToken (+ a matching Origin)
+        project = cvat.create_project("csrf-check", [{"name": "cat", "attributes": []}])
+        assert cvat.get_project(project["id"])["name"] == "csrf-check"
+
+
+def test_personal_access_token_auth(fakecvat):
+    with CVATClient(fakecvat.url, username="user1", password="user1-pass") as session_client:
+        pat = session_client.call("POST", "/api/auth/access_tokens", json={"name": "syncd", "read_only": False})
+    with CVATClient(fakecvat.url, token=pat["value"]) as cvat:
+        assert cvat.current_user()["username"] == "user1"
+        assert cvat.create_project("by-token", [])["name"] == "by-token"  # writes without CSRF
+        assert "<token>" in repr(cvat) and pat["value"] not in repr(cvat)
+
+
+def test_wrong_password_is_a_clear_error(fakecvat):
+    with CVATClient(fakecvat.url, username="admin", password="nope") as cvat:
+        with pytest.raises(CVATError) as err:
+            cvat.current_user()
+    assert err.value.status == 400
+    assert "login as 'admin'" in str(err.value) and "Unable to log in" in str(err.value)
+    assert isinstance(err.value, SyncdError)
+
+
+def test_session_lost_on_server_logs_in_again(fakecvat):
+    with admin(fakecvat) as cvat:
+        cvat.current_user()
+        old = cvat._cookie("sessionid")
+        # someone ends our session on the server (logout elsewhere, restart, expiry)
+        r = requests.post(fakecvat.url + "/api/auth/logout", cookies={"sessionid": old},
+                          headers={"X-CSRFToken": cvat._cookie("csrftoken")})
+        assert r.status_code == 200
+        assert requests.get(fakecvat.url + "/api/users/self", cookies={"sessionid": old}).status_code == 401
+        assert cvat.create_project("after-relogin", [])["name"] == "after-relogin"
+        assert cvat._cookie("sessionid") != old
+
+
+# ---- pagination -----------------------------------------------------------------------------------
+
+def test_paginate_follows_next_to_the_end(fakecvat):
+    for i in range(23):
+        requests.post(fakecvat.url + "/_fakecvat/users", json={"username": f"u{i:02d}", "password": "pw"}).raise_for_status()
+    with admin(fakecvat) as cvat:
+        users = list(cvat.paginate("/api/users", page_size=4))
+        default = list(cvat.paginate("/api/users"))
+        assert cvat.user_id("u07") == next(u["id"] for u in users if u["username"] == "u07")
+        with pytest.raises(CVATError, match="'ghost' not found"):
+            cvat.user_id("ghost")
+    names = [u["username"] for u in users]
+    assert len(names) == len(set(names)) == 26  # admin, user1, user2 + 23
+    assert {u["id"] for u in default} == {u["id"] for u in users}
+
+
+# ---- retries ----------------------------------------------------------------------------------------
+
+def test_503_is_retried_until_success(fakecvat):
+    fault(fakecvat, path="^/api/users/self$", status=503, retry_after=0, times=2)
+    with admin(fakecvat) as cvat:
+        assert cvat.current_user()["username"] == "admin"
+    assert fault_hits(fakecvat) == [2]
+
+
+def test_retry_after_is_honoured(fakecvat):
+    with admin(fakecvat) as cvat:
+        cvat.current_user()  # log in first: only the call under test is timed
+        fault(fakecvat, path="^/api/users/self$", status=429, retry_after=1, times=1)
+        start = time.monotonic()
+        cvat.current_user()
+        elapsed = time.monotonic() - start
+    assert 1.0 <= elapsed < 2.5
+
+
+def test_retries_are_bounded(fakecvat):
+    fault(fakecvat, path="^/api/users/self$", status=503, retry_after=0)
+    with admin(fakecvat, retries=2) as cvat:
+        with pytest.raises(CVATError) as err:
+            cvat.current_user()
+    assert err.value.status == 503 and "GET /api/users/self -> 503" in str(err.value)
+    assert fault_hits(fakecvat) == [3]  # the first try and two retries
+
+
+def test_dropped_connection_on_get_is_retried(fakecvat):
+    fault(fakecvat, path="^/api/users/self$", method="GET", drop=True, times=1)
+    with admin(fakecvat) as cvat:
+        assert cvat.current_user()["username"] == "admin"
+    assert fault_hits(fakecvat) == [1]
+
+
+def test_dropped_answer_to_a_create_is_not_resent(fakecvat):
+    # the server creates the project, then the answer is lost: resending would duplicate it
+    with admin(fakecvat) as cvat:
+        cvat.current_user()
+        fault(fakecvat, path="^/api/projects$", method="POST", drop=True, phase="after", times=3)
+        with pytest.raises(CVATError) as err:
+            cvat.create_project("lost-answer", [])
+        assert err.value.status is None and err.value.maybe_applied
+        assert "may have applied" in str(err.value)
+        assert cvat.find_project("lost-answer") is not None  # how callers recover
+    assert fault_hits(fakecvat) == [1]
+
+
+def test_400_is_not_retried_and_names_cvats_detail(fakecvat):
+    with admin(fakecvat) as cvat:
+        with pytest.raises(CVATError) as err:
+            cvat.call("POST", "/api/projects", json={"labels": []})  # no name
+        assert err.value.status == 400
+        assert "POST /api/projects -> 400" in str(err.value) and "name" in str(err.value)
+        assert "\n" not in str(err.value)
+        fault(fakecvat, path="^/api/projects$", method="GET", status=400,
+              body=["label_id `7` is invalid"])
+        with pytest.raises(CVATError, match="label_id `7` is invalid"):
+            cvat.find_project("x")
+    assert fault_hits(fakecvat) == [1]
+
+
+def test_connection_refused_is_retried_then_reported():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once the socket is closed
+    cvat = CVATClient(f"http://127.0.0.1:{port}", token="t0ken-secret", retries=2, backoff=0.01)
+    start = time.monotonic()
+    with pytest.raises(CVATError) as err:
+        cvat.current_user()
+    assert time.monotonic() - start < 5
+    assert err.value.status is None and not err.value.maybe_applied
+    assert "t0ken-secret" not in str(err.value)
+
+
+# ---- secrets ----------------------------------------------------------------------------------------
+
+def test_credentials_never_leak(fakecvat, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "s3cret-Passw0rd"
+    requests.post(fakecvat.url + "/_fakecvat/users", json={"username": "alice", "password": secret}).raise_for_status()
+    texts = []
+    with CVATClient(fakecvat.url, username="alice", password=secret, backoff=0.01) as cvat:
+        texts += [repr(cvat), str(cvat)]
+        cvat.current_user()
+        fault(fakecvat, path="^/api/users/self$", status=503, retry_after=0, times=1)
+        cvat.current_user()
+        with pytest.raises(CVATError) as err:
+            cvat.get_task(424242)
+        texts.append(str(err.value))
+    with CVATClient(fakecvat.url, username="alice", password=secret + "x") as bad:
+        with pytest.raises(CVATError) as err:
+            bad.current_user()
+        texts.append(str(err.value))
+    url_creds = CVATClient(fakecvat.url.replace("http://", f"http://alice:{secret}@"))
+    texts += [repr(url_creds), url_creds.url]
+    assert url_creds.current_user()["username"] == "alice"
+    joined = "\n".join(texts) + caplog.text
+    assert "alice" in joined
+    assert secret not in joined
+
+
+def test_client_from_env(fakecvat, monkeypatch):
+    with pytest.raises(CVATError, match="CVAT_URL"):
+        client_from_env(env={})
+    with pytest.raises(CVATError, match="CVAT_USERNAME and CVAT_PASSWORD"):
+        client_from_env(env={"CVAT_URL": fakecvat.url})
+    env = {"FIFTYONE_CVAT_URL": fakecvat.url, "FIFTYONE_CVAT_USERNAME": "user2",
+           "FIFTYONE_CVAT_PASSWORD": "user2-pass"}
+    with client_from_env(env=env) as cvat:
+        assert cvat.current_user()["username"] == "user2"
