@@ -13,4 +13,5 @@ BLUEPRINTS = [
     "fakecvat.api.projects",
     "fakecvat.api.labels",
     "fakecvat.api.webhooks",
+    "fakecvat.api.annotations",
 ]
