@@ -46,6 +46,13 @@ ALLOWLIST: list[Allowed] = [
     Allowed("GET", "/api/server/health", "<undocumented>",
             "CVAT serves django-health-check at /api/server/health/ outside its OpenAPI schema; "
             "fakecvat answers it so that wait-for-server loops work"),
+    # CVAT keeps a receiver's answer as text in a JSONField, so deliveries carry a JSON string
+    # (cvat-api.md §10.1), while the schema declares an object.
+    Allowed("POST", "/api/webhooks/{id}/ping", "response", "webhook delivery response is a string in CVAT"),
+    Allowed("GET", "/api/webhooks/{id}/deliveries/{delivery_id}", "response",
+            "webhook delivery response is a string in CVAT"),
+    Allowed("GET", "/api/webhooks/{id}/deliveries", "results/*/response",
+            "webhook delivery response is a string in CVAT"),
 ]
 
 
