@@ -83,10 +83,10 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
             if not media.is_file():
                 raise MediaError(f"{media}: no such media file")
             doc = dataset.read_sample(root, rel)
+            metadata = dataset.compute_metadata(media)  # also refuses media that cannot be decoded
             if not isinstance(doc.get("metadata"), dict) or "_cls" not in doc["metadata"]:
-                doc["metadata"] = dataset.compute_metadata(media)
-            else:
-                dataset.compute_metadata(media)  # still refuse media that cannot be decoded
+                # like FiftyOne's compute_metadata() before annotate(): the sample gains its metadata
+                doc = dataset.update_sample(root, rel, lambda d: d.update(metadata=d.get("metadata") or metadata))
             hashes[rel] = dataset.content_hash(media)
         except (MediaError, SampleFileError) as e:
             skipped[str(rel)] = str(e)
@@ -300,9 +300,10 @@ def _send_existing_labels(client, root, store: RunStore, run: dict, batch: dict)
     doing it twice after a crash is harmless. Records which ids each sample sent."""
     schema = schema_of(run)
     shapes, tags, tracks, sent = [], [], [], {}
+    sizes = _frame_sizes(client, batch["task_id"])
     for frame, rel in enumerate(batch["samples"]):
         doc = dataset.read_sample(root, rel)
-        w, h = _frame_size(doc)
+        w, h = sizes.get(frame) or _frame_size(doc)
         items, ids = export_sample(doc, frame, schema, w, h, root)
         shapes += items.get("shapes", [])
         tags += items.get("tags", [])
@@ -317,6 +318,12 @@ def _send_existing_labels(client, root, store: RunStore, run: dict, batch: dict)
     def change(rec):
         rec["sent"].update(sent)
     store.modify(run["key"], change)
+
+
+def _frame_sizes(client, tid: int) -> dict[int, tuple[int, int]]:
+    """Frame sizes as CVAT decoded them: the coordinates annotators draw in."""
+    frames = client.data_meta(tid).get("frames") or []
+    return {i: (int(f["width"]), int(f["height"])) for i, f in enumerate(frames) if f.get("width")}
 
 
 def _frame_size(doc: dict) -> tuple[int, int]:
