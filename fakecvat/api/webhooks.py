@@ -246,7 +246,7 @@ def redeliver(webhook_id, delivery_id):
 def ping(webhook_id):
     hook = webhooks.get_for(_store(), g.user, webhook_id, change=True)
     payload = {"event": "ping", "webhook": _ser(hook), "sender": serialize_basic(g.user, base_url())}
-    delivery = webhooks.deliver(_store(), hook, payload)  # synchronous, as CVAT's ping
+    delivery = webhooks.deliver(_store(), hook, payload, timeout=_dispatcher().timeout)  # synchronous, as CVAT's
     if delivery is None:
         raise ValidationError(["The webhook was deleted during the ping"])
     return respond(webhooks.serialize_delivery(delivery))

@@ -323,14 +323,14 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def post(hook: dict, payload: dict) -> tuple[int, str]:
+def post(hook: dict, payload: dict, timeout: float = TIMEOUT) -> tuple[int, str]:
     """POST once; a connection error is recorded as 502, a timeout as 504 (no retries)."""
     body = body_of(payload)
     headers = {"Content-Type": "application/json"}
     if hook.get("secret"):
         headers["X-Signature-256"] = signature(hook["secret"], body)
     try:
-        with requests.post(hook["target_url"], data=body, headers=headers, timeout=TIMEOUT,
+        with requests.post(hook["target_url"], data=body, headers=headers, timeout=timeout,
                            verify=hook.get("enable_ssl", True), stream=True, allow_redirects=True) as r:
             raw = r.raw.read(RESPONSE_LIMIT + 1, decode_content=True) or b""
             text = raw.decode("utf-8", errors="replace") if len(raw) <= RESPONSE_LIMIT else ""
@@ -357,9 +357,10 @@ def record(store: Store, hook_id, payload: dict, status: int, response: str, red
         return d
 
 
-def deliver(store: Store, hook: dict, payload: dict, redelivery: bool = False) -> dict | None:
-    """Send now and record the outcome (the ping path, and the workers' body of work)."""
-    status, response = post(hook, payload)
+def deliver(store: Store, hook: dict, payload: dict, redelivery: bool = False,
+            timeout: float = TIMEOUT) -> dict | None:
+    """Send now and record the outcome (the ping path)."""
+    status, response = post(hook, payload, timeout)
     return record(store, hook["id"], payload, status, response, redelivery)
 
 
@@ -406,7 +407,7 @@ class Dispatcher:
                 hook = self.store.get("webhooks", hook_id)
                 if hook is None:
                     continue
-                status, response = post(dict(hook), payload)
+                status, response = post(dict(hook), payload, self.timeout)
                 with self.store.lock:
                     if generation == self._generation and not self._stopped:
                         record(self.store, hook_id, payload, status, response, redelivery)
@@ -415,6 +416,11 @@ class Dispatcher:
             finally:
                 with self._lock:
                     self._busy -= 1
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a receiver gets to answer: CVAT's 10, or the app's ``WEBHOOK_TIMEOUT``."""
+        return float(self.app.config.get("WEBHOOK_TIMEOUT", TIMEOUT)) if self.app is not None else TIMEOUT
 
     @property
     def pending(self) -> int:
