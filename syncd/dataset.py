@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 from syncd.atomic import dumps_json, write_bytes_atomic
 from syncd.errors import MediaError, SampleFileError, SyncdError
+from syncd.sample_check import check_depth, check_sample
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm"})
@@ -173,9 +174,12 @@ def _parse_sample(path: Path, data: bytes) -> dict:
     except (UnicodeDecodeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SampleFileError(f"{path}: invalid sample file: {reason}") from None
+    except RecursionError:  # hostile nesting ([[[[...]]]]) exhausts the parser's stack
+        raise SampleFileError(f"{path}: invalid sample file: nested too deeply") from None
     if not isinstance(obj, dict):
         raise SampleFileError(
             f"{path}: invalid sample file: expected a JSON object, got {type(obj).__name__}")
+    check_depth(path, obj)  # deepcopy/json.dumps of the dict would recurse past the limit
     return obj
 
 
@@ -200,7 +204,9 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
         return new_sample(root, rel)
     except OSError as exc:
         raise SampleFileError(f"{path}: cannot read sample file: {exc.strerror}") from None
-    return _parse_sample(path, data)
+    doc = _parse_sample(path, data)
+    check_sample(path, doc)  # wrong types / NaN / out-of-image boxes: refused here, in one line
+    return doc
 
 
 def _snapshot(path: Path) -> tuple | None:
@@ -339,6 +345,29 @@ def _open_image(path: Path):
     return img
 
 
+DECODE_CHECK_PIXELS = 1 << 26  # above this, decoding to check would cost too much memory
+
+
+def _check_decodes(path: Path, img) -> None:
+    """Refuse truncated/corrupt pixel data, which the header alone does not reveal.
+
+    JPEG decodes in draft mode (1/8 scale, still reads the whole stream); PNG ``verify`` checks
+    every chunk without inflating pixels; other formats decode when small enough.
+    """
+    w, h = img.size
+    try:
+        if img.format == "PNG":
+            img.verify()
+            return
+        if img.format == "JPEG":
+            img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
+        elif w * h > DECODE_CHECK_PIXELS:
+            return
+        img.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise MediaError(f"{path}: cannot decode image: {exc}") from None
+
+
 def _image_metadata(path: Path, ext: str, size: int) -> dict:
     from PIL import Image
 
@@ -346,6 +375,7 @@ def _image_metadata(path: Path, ext: str, size: int) -> dict:
         width, height = img.size
         channels = len(img.getbands())
         mime = Image.MIME.get(img.format or "", _IMAGE_MIME[ext])
+        _check_decodes(path, img)
     return {"_cls": "ImageMetadata", "size_bytes": size, "mime_type": mime,
             "width": width, "height": height, "num_channels": channels}
 
