@@ -76,9 +76,11 @@ def glob_regex(pattern: str) -> re.Pattern:
 
 
 def is_cvat_down(exc: BaseException) -> bool:
-    """Connection refused/lost, timeouts, 5xx: the server, not this run, is the problem."""
+    """No answer (refused, lost, timed out), a gateway error, or CVAT saying it is overloaded
+    (429/503): the server, not this run, is the problem. A 500/501 or any 4xx stays with the
+    run: it is usually about that run's content and must not stall the others."""
     status = getattr(exc, "status", "absent")
-    if status is None or (isinstance(status, int) and status >= 500):
+    if status is None or status in (429, 502, 503, 504):
         return True
     try:
         import requests
@@ -365,11 +367,13 @@ class Reconciler:
                 state.failures = 0
                 self._cvat_ok()
                 return self.poll_interval
-            logs.event(log, "run complete, loading labels", key=key)
+            if self.once.first(f"loading:{key}", True):
+                logs.event(log, "run complete, loading labels", key=key)
             _call(ops.load_run, client, self.root, key, unexpected="keep")
             logs.event(log, "run loaded", key=key)
             self._runs.pop(key, None)
             self.once.clear(f"run:{key}")
+            self.once.clear(f"loading:{key}")
             self._cvat_ok()
             return None
         except Exception as exc:
