@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -36,8 +37,14 @@ def create_app(*, data_dir=None, store: Store | None = None, users_spec=None, cv
     app = Flask("fakecvat")
     app.url_map.strict_slashes = False  # CVAT accepts /data and /data/ alike; never redirect a POST
     store = store or Store(data_dir)
+    stop_hooks = []
     if media_dir is None:
-        media_dir = Path(data_dir) / "media" if data_dir else Path(tempfile.mkdtemp(prefix="fakecvat-media-"))
+        if data_dir:
+            media_dir = Path(data_dir) / "media"
+        else:
+            # in-memory state: media are as temporary as the server, removed when it stops
+            media_dir = Path(tempfile.mkdtemp(prefix="fakecvat-media-"))
+            stop_hooks.append(lambda app: shutil.rmtree(app.config["MEDIA_DIR"], ignore_errors=True))
     Path(media_dir).mkdir(parents=True, exist_ok=True)
     app.config.update(
         STORE=store,
@@ -47,6 +54,7 @@ def create_app(*, data_dir=None, store: Store | None = None, users_spec=None, cv
         USERS_SPEC=list(users_spec or DEFAULT_USERS),
         MAX_CONTENT_LENGTH=None,
     )
+    app.config.setdefault("STOP_HOOKS", []).extend(stop_hooks)
     seed_users(store, app.config["USERS_SPEC"])
     control.init_app(app)
 

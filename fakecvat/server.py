@@ -37,11 +37,11 @@ class FakeCVAT:
         self._server.run()
 
     def stop(self) -> None:
-        for hook in self.app.config.get("STOP_HOOKS", []):  # e.g. webhook deliveries end with us
-            hook(self.app)
         self._server.close()
         if self._thread:
             self._thread.join(timeout=5)
+        for hook in self.app.config.get("STOP_HOOKS", []):  # webhook deliveries, temporary media
+            hook(self.app)
         self.store.close()
 
     def reset(self) -> None:
