@@ -53,6 +53,8 @@ def _tus(resp: Response) -> Response:
 @bp.post("/api/tasks/<int:task_id>/data")
 def post_data(task_id: int):
     task = visible_task(task_id, change=True)
+    # the SDK packs up to 100 MiB of files into one request: thousands of parts are normal
+    request.max_form_parts = 10 ** 9  # (None would fall back to the 1000 default)
     s, cfg, user = store(), current_app.config, current_user()
     media_dir = cfg["MEDIA_DIR"]
     h = request.headers

@@ -1,0 +1,218 @@
+"""Attaching data over HTTP: chunked and TUS uploads, share files, hostile names, async timing."""
+import base64
+import io
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from PIL import Image
+
+
+def png(i=0, size=(16, 12)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size[0] + i, size[1]), (i * 30 % 255, 0, 0)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def session(server, user="admin", password="admin"):
+    s = requests.Session()
+    s.auth = (user, password)
+    s.base = server.url
+    return s
+
+
+def new_task(s, **extra):
+    r = s.post(s.base + "/api/tasks", json={"name": "t", "labels": [{"name": "a"}], **extra})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def poll(s, rq_id, limit=200):
+    for _ in range(limit):
+        r = s.get(s.base + "/api/requests/" + quote(rq_id, safe=""))
+        assert r.status_code == 200, r.text
+        if r.json()["status"] in ("finished", "failed"):
+            return r.json()
+    raise AssertionError("request never finished")
+
+
+def files_of(*names):
+    return {f"client_files[{i}]": (n, png(i), "image/png") for i, n in enumerate(names)}
+
+
+def test_chunked_upload_status_codes_and_rq_id(fakecvat):
+    s = session(fakecvat)
+    tid = new_task(s)
+    url = f"{s.base}/api/tasks/{tid}/data/"
+    assert s.post(url, headers={"Upload-Start": ""}).status_code == 202
+    r = s.post(url, headers={"Upload-Multiple": ""}, files=files_of("b.png"))
+    assert r.status_code == 400 and r.json() == {"image_quality": ["This field is required."]}
+    r = s.post(url, headers={"Upload-Multiple": ""}, files=files_of("/home/u/b.png", "a.png"), data={"image_quality": "70"})
+    assert r.status_code == 200
+    r = s.post(url, headers={"Upload-Finish": ""}, json={"image_quality": 70})
+    assert r.status_code == 202 and r.json() == {"rq_id": f"action=create&target=task&target_id={tid}"}
+    req = poll(s, r.json()["rq_id"])
+    assert req["status"] == "finished" and req["operation"]["type"] == "create:task"
+    assert req["owner"]["username"] == "admin"
+    meta = s.get(f"{s.base}/api/tasks/{tid}/data/meta").json()
+    assert [f["name"] for f in meta["frames"]] == ["a.png", "b.png"]
+    r = s.post(url, headers={"Upload-Start": ""})
+    assert r.status_code == 400 and r.json() == "Adding more data is not supported"
+
+
+def test_tus_upload_offsets_conflicts_and_head(fakecvat):
+    s = session(fakecvat)
+    tid = new_task(s)
+    url = f"{s.base}/api/tasks/{tid}/data/"
+    payload = png(3, (300, 200))
+    s.post(url, headers={"Upload-Start": ""})
+    r = s.post(url, headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(len(payload)),
+                             "Upload-Metadata": "filename " + base64.b64encode(b"/tmp/x/big.png").decode()})
+    assert r.status_code == 201
+    loc = r.headers["Location"]
+    assert loc.startswith(fakecvat.url + f"/api/tasks/{tid}/data/") and r.headers["Upload-Filename"] == "big.png"
+    half = len(payload) // 2
+    r = s.patch(loc, data=payload[:half], headers={"Upload-Offset": "0", "Tus-Resumable": "1.0.0",
+                                                   "Content-Type": "application/offset+octet-stream"})
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == str(half)
+    r = s.patch(loc, data=payload[half:], headers={"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    assert r.status_code == 409 and r.headers["Upload-Offset"] == str(half)
+    r = s.head(loc)
+    assert r.status_code == 200 and r.headers["Upload-Offset"] == str(half) and r.headers["Upload-Length"] == str(len(payload))
+    assert session(fakecvat, "user1", "user1-pass").head(loc).status_code == 403
+    r = s.patch(loc, data=payload[half:], headers={"Upload-Offset": str(half), "Content-Type": "application/offset+octet-stream"})
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == str(len(payload))
+    r = s.post(url, headers={"Upload-Length": "10", "Upload-Metadata": "filename " + base64.b64encode(b"big.png").decode()})
+    assert r.status_code == 409
+    r = s.post(url, headers={"Upload-Finish": ""}, json={"image_quality": 50})
+    assert r.status_code == 202
+    assert poll(s, r.json()["rq_id"])["status"] == "finished"
+    frame = s.get(f"{s.base}/api/tasks/{tid}/data?type=frame&number=0&quality=original")
+    assert frame.content == payload
+
+
+@pytest.mark.parametrize("name", ["..", "../", "a/..", "\x00evil.png", "dir/"])
+def test_hostile_names_rejected_and_nothing_written_outside(fakecvat, name):
+    s = session(fakecvat)
+    tid = new_task(s)
+    r = s.post(f"{s.base}/api/tasks/{tid}/data", files={"client_files[0]": (name, png(), "image/png")},
+               data={"image_quality": "70"})
+    assert r.status_code == 400, r.text
+    media = Path(fakecvat.app.config["MEDIA_DIR"])
+    assert [p for p in media.rglob("*") if p.is_file()] == []
+
+
+def test_traversal_name_keeps_only_basename(fakecvat):
+    s = session(fakecvat)
+    tid = new_task(s)
+    r = s.post(f"{s.base}/api/tasks/{tid}/data", files={"client_files[0]": ("../../../escape.png", png(), "image/png")},
+               data={"image_quality": "70"})
+    assert r.status_code == 202
+    media = Path(fakecvat.app.config["MEDIA_DIR"])
+    written = [p for p in media.rglob("*") if p.is_file()]
+    assert written == [media / "tasks" / str(tid) / "raw" / "escape.png"]
+
+
+def test_server_files_from_share_and_escape_rejected(fakecvat_factory, tmp_path):
+    share = tmp_path / "share"
+    (share / "seq").mkdir(parents=True)
+    for i in (10, 9, 1):
+        (share / "seq" / f"img{i}.png").write_bytes(png(i))
+    (tmp_path / "secret.png").write_bytes(png())
+    server = fakecvat_factory(share_dir=share)
+    s = session(server)
+    tid = new_task(s)
+    r = s.post(f"{s.base}/api/tasks/{tid}/data", json={"image_quality": 70, "server_files": ["../secret.png"]})
+    assert r.status_code == 400 and "server_files" in r.json()
+    r = s.post(f"{s.base}/api/tasks/{tid}/data", json={"image_quality": 70, "server_files": ["seq/"],
+                                                      "sorting_method": "natural"})
+    assert r.status_code == 202, r.text
+    assert poll(s, r.json()["rq_id"])["status"] == "finished"
+    meta = s.get(f"{s.base}/api/tasks/{tid}/data/meta").json()
+    assert [f["name"] for f in meta["frames"]] == ["seq/img1.png", "seq/img9.png", "seq/img10.png"]
+    assert meta["storage"] == "share"
+    frame = s.get(f"{s.base}/api/tasks/{tid}/data?type=frame&number=2&quality=original")
+    assert frame.content == (share / "seq" / "img10.png").read_bytes()
+
+
+def test_async_after_polls_and_after_seconds(fakecvat):
+    s = session(fakecvat)
+    assert s.put(fakecvat.url + "/_fakecvat/async", json={"mode": "polls", "value": 3}).status_code == 200
+    tid = new_task(s)
+    rq = s.post(f"{s.base}/api/tasks/{tid}/data", files=files_of("a.png"), data={"image_quality": "70"}).json()["rq_id"]
+    seen = [s.get(s.base + "/api/requests/" + quote(rq, safe="")).json()["status"] for _ in range(3)]
+    assert seen[:2] == ["started", "started"] and seen[2] == "finished"
+    assert s.get(f"{s.base}/api/tasks/{tid}").json()["size"] == 1
+
+    s.put(fakecvat.url + "/_fakecvat/async", json={"mode": "seconds", "value": 0.5})
+    tid = new_task(s)
+    s.post(f"{s.base}/api/tasks/{tid}/data", files=files_of("a.png"), data={"image_quality": "70"})
+    task = s.get(f"{s.base}/api/tasks/{tid}").json()
+    assert task["size"] == 0 and task["jobs"]["count"] == 0 and "data" not in task
+    assert s.get(f"{s.base}/api/tasks/{tid}/status").json()["state"] in ("Queued", "Started")
+    time.sleep(0.6)
+    task = s.get(f"{s.base}/api/tasks/{tid}").json()
+    assert task["size"] == 1 and task["jobs"]["count"] == 1
+
+
+def test_request_visibility_and_unknown_id(fakecvat):
+    s = session(fakecvat)
+    tid = new_task(s)
+    rq = s.post(f"{s.base}/api/tasks/{tid}/data", files=files_of("a.png"), data={"image_quality": "70"}).json()["rq_id"]
+    other = session(fakecvat, "user1", "user1-pass")
+    assert other.get(s.base + "/api/requests/" + quote(rq, safe="")).status_code == 403
+    assert other.get(s.base + "/api/requests").json()["count"] == 0
+    r = s.get(s.base + "/api/requests/" + quote("action=create&target=task&target_id=999", safe=""))
+    assert r.status_code == 404 and r.text == "There is no request with specified id"
+    listed = s.get(s.base + "/api/requests?task_id=%d" % tid).json()
+    assert [x["id"] for x in listed["results"]] == [rq]
+
+
+def test_unreadable_file_fails_with_message_and_task_stays_empty(fakecvat):
+    s = session(fakecvat)
+    tid = new_task(s)
+    r = s.post(f"{s.base}/api/tasks/{tid}/data", data={"image_quality": "70"},
+               files={"client_files[0]": ("good.png", png(), "image/png"),
+                      "client_files[1]": ("corrupt.jpg", b"\xff\xd8garbage", "image/jpeg")})
+    req = poll(s, r.json()["rq_id"])
+    assert req["status"] == "failed" and "corrupt.jpg" in req["message"]
+    task = s.get(f"{s.base}/api/tasks/{tid}").json()
+    assert task["size"] == 0 and "data" not in task
+    assert s.get(f"{s.base}/api/tasks/{tid}/status").json()["state"] == "Failed"
+    # a failed attempt can be followed by a good one
+    r = s.post(f"{s.base}/api/tasks/{tid}/data", files=files_of("a.png"), data={"image_quality": "70"})
+    assert r.status_code == 202 and poll(s, r.json()["rq_id"])["status"] == "finished"
+
+
+def test_thousand_images_ready_fast(fakecvat):
+    s = session(fakecvat)
+    tid = new_task(s, segment_size=100)
+    blob = png()
+    files = {f"client_files[{i}]": (f"img_{i:04d}.png", blob, "image/png") for i in range(1000)}
+    t0 = time.monotonic()
+    r = s.post(f"{s.base}/api/tasks/{tid}/data", files=files, data={"image_quality": "70"})
+    assert poll(s, r.json()["rq_id"])["status"] == "finished"
+    assert time.monotonic() - t0 < 3.0
+    task = s.get(f"{s.base}/api/tasks/{tid}").json()
+    assert task["size"] == 1000 and task["jobs"]["count"] == 10
+
+
+def test_frame_and_chunk_errors(fakecvat):
+    s = session(fakecvat)
+    tid = new_task(s)
+    s.post(f"{s.base}/api/tasks/{tid}/data", files=files_of("a.png", "b.png", "c.png"),
+           data={"image_quality": "70", "chunk_size": "2"})
+    r = s.get(f"{s.base}/api/tasks/{tid}/data?type=frame&number=3")
+    assert r.status_code == 400 and r.json() == ["The frame number should be in the [0, 2] range"]
+    r = s.get(f"{s.base}/api/tasks/{tid}/data?type=chunk&number=1")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/zip" and r.headers["X-Checksum"]
+    import zipfile
+    assert zipfile.ZipFile(io.BytesIO(r.content)).namelist() == ["000000.jpeg"]
+    assert s.get(f"{s.base}/api/tasks/{tid}/data?type=chunk&number=2").status_code == 400
+    assert s.get(f"{s.base}/api/tasks/{tid}/data?type=bogus&number=0").status_code == 400
+    r = s.get(f"{s.base}/api/tasks/{tid}/preview")
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).format == "JPEG"
+    empty = new_task(s)
+    assert s.get(f"{s.base}/api/tasks/{empty}/preview").status_code == 404
