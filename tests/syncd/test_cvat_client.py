@@ -195,3 +195,119 @@ def test_client_from_env(fakecvat, monkeypatch):
            "FIFTYONE_CVAT_PASSWORD": "user2-pass"}
     with client_from_env(env=env) as cvat:
         assert cvat.current_user()["username"] == "user2"
+
+
+# ---- tasks, data, jobs, annotations ------------------------------------------------------------------
+
+LABELS = [{"name": "cat", "type": "rectangle", "attributes": []}]
+
+
+def make_jpegs(folder, n=30, size=(64, 48)):
+    """n small distinct JPEGs named so that lexicographic order differs from ours."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i}.jpg"  # img10 sorts before img2 lexicographically
+        Image.new("RGB", size, ((i * 8) % 256, (i * 5) % 256, 200)).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def test_task_upload_jobs_annotations_delete(fakecvat, tmp_path):
+    files = make_jpegs(tmp_path / "media")
+    order = files[::-1]  # our order: img29 ... img0
+    seen = []
+    with admin(fakecvat) as cvat:
+        cvat.upload_batch_bytes = 4 * files[0].stat().st_size  # several Upload-Multiple batches
+        task = cvat.create_task("client-e2e", labels=LABELS, segment_size=10)
+        assert cvat.find_tasks("client-e2e") == [cvat.get_task(task["id"])]
+        assert cvat.find_tasks("client-e2") == []  # exact names only
+        rq_id = cvat.upload_data(task["id"], order, image_quality=80, progress=lambda d, t: seen.append((d, t)))
+        ready = cvat.wait_task_ready(task["id"], rq_id, timeout=60)
+        assert ready["size"] == 30
+        total = sum(p.stat().st_size for p in files)
+        assert seen[-1] == (total, total)
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+        # predefined sorting kept our order, across batches
+        assert [f["name"] for f in cvat.data_meta(task["id"])["frames"]] == [p.name for p in order]
+
+        jobs = cvat.jobs(task["id"])
+        assert [(j["start_frame"], j["stop_frame"]) for j in jobs] == [(0, 9), (10, 19), (20, 29)]
+
+        label_id = cvat.labels(task_id=task["id"])[0]["id"]
+        for job in jobs:
+            shape = {"id": 999, "frame": job["start_frame"], "label_id": label_id, "type": "rectangle",
+                     "points": [1, 2, 30, 40]}
+            cvat.put_job_annotations(job["id"], {"shapes": [shape]})  # ids are stripped for CVAT >= 2.41
+        got = cvat.job_annotations(jobs[1]["id"])
+        assert [(s["frame"], s["points"]) for s in got["shapes"]] == [(10, [1, 2, 30, 40])]
+        merged = cvat.task_annotations(task["id"])
+        assert sorted(s["frame"] for s in merged["shapes"]) == [0, 10, 20]
+
+        created = cvat.patch_job_annotations(jobs[0]["id"], "create", {"tags": [{"frame": 3, "label_id": label_id}]})
+        tag = created["tags"][0]
+        cvat.patch_job_annotations(jobs[0]["id"], "delete", {"tags": [tag]})
+        assert cvat.job_annotations(jobs[0]["id"])["tags"] == []
+
+        cvat.update_job(jobs[2]["id"], stage="validation")
+        assert cvat.get_job(jobs[2]["id"])["stage"] == "validation"
+        assert cvat.editor_url(task["id"], jobs[0]["id"]) == f"{fakecvat.url}/tasks/{task['id']}/jobs/{jobs[0]['id']}"
+
+        cvat.delete_task(task["id"])
+        cvat.delete_task(task["id"])  # already gone: fine by default
+        with pytest.raises(CVATError) as err:
+            cvat.delete_task(task["id"], missing_ok=False)
+        assert err.value.status == 404
+        assert cvat.find_tasks("client-e2e") == []
+
+
+def test_big_files_go_through_tus_and_resume(fakecvat, tmp_path):
+    files = make_jpegs(tmp_path / "media", n=3, size=(320, 240))
+    with admin(fakecvat) as cvat:
+        cvat.upload_batch_bytes = 1024      # every file counts as "big": TUS
+        cvat.tus_chunk_bytes = 256          # several PATCHes per file
+        task = cvat.create_task("tus", labels=LABELS)
+        # lose the answer to one chunk after the server stored it: the client asks HEAD for
+        # the offset and continues instead of sending the chunk twice
+        fault(fakecvat, path=r"^/api/tasks/\d+/data/[^/]+$", method="PATCH", drop=True, phase="after", times=1)
+        rq_id = cvat.upload_data(task["id"], files)
+        cvat.wait_task_ready(task["id"], rq_id, timeout=60)
+        assert [f["name"] for f in cvat.data_meta(task["id"])["frames"]] == [p.name for p in files]
+    assert fault_hits(fakecvat) == [1]
+
+
+def test_failed_request_reports_cvats_message(fakecvat, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"this is not an image")
+    with admin(fakecvat) as cvat:
+        task = cvat.create_task("broken", labels=LABELS)
+        with pytest.raises(CVATError) as err:
+            rq_id = cvat.upload_data(task["id"], [bad])
+            cvat.wait_task_ready(task["id"], rq_id, timeout=30)
+    assert "failed" in str(err.value) and "broken.jpg" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_webhooks_create_list_delete(fakecvat):
+    with admin(fakecvat) as cvat:
+        project = cvat.create_project("hooks", LABELS)
+        hook = cvat.create_webhook("http://127.0.0.1:9/hook", project_id=project["id"], secret="hush",
+                                   events=("update:job", "create:task"))
+        assert "secret" not in hook and sorted(hook["events"]) == ["create:task", "update:job"]
+        assert [h["id"] for h in cvat.list_webhooks()] == [hook["id"]]
+        cvat.delete_webhook(hook["id"])
+        assert cvat.list_webhooks() == []
+
+
+def test_project_labels_patch(fakecvat):
+    with admin(fakecvat) as cvat:
+        project = cvat.create_project("labels", LABELS)
+        assert cvat.find_project("labels")["id"] == project["id"]
+        cvat.add_project_labels(project["id"], [{"name": "dog", "attributes": []}])
+        assert sorted(lb["name"] for lb in cvat.labels(project_id=project["id"])) == ["cat", "dog"]
+        task = cvat.create_task("in-project", project_id=project["id"], segment_size=5)
+        assert sorted(lb["name"] for lb in cvat.labels(task_id=task["id"])) == ["cat", "dog"]
+        cvat.delete_project(project["id"])
+        assert cvat.find_project("labels") is None
