@@ -164,3 +164,25 @@ def test_sdk_reads_labels_with_skeletons(fakecvat):
         [lb] = client.projects.retrieve(pid).get_labels()
         assert lb.type == "skeleton" and [s.name for s in lb.sublabels] == ["k1", "k2"]
         assert lb.attributes[0].input_type.value == "radio"
+
+
+def test_task_labels_and_project_labels_through_the_task_api(fakecvat):
+    r = api(fakecvat, "POST", "/api/tasks", json={"name": "t", "labels": [{"name": "own"}]})
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    [lb] = api(fakecvat, "GET", f"/api/labels?task_id={tid}").json()["results"]
+    assert lb["task_id"] == tid and "project_id" not in lb
+    r = api(fakecvat, "PATCH", f"/api/tasks/{tid}", json={"labels": [{"id": lb["id"], "name": "own2"}, {"name": "more"}]})
+    assert r.status_code == 200, r.text
+    names = [x["name"] for x in api(fakecvat, "GET", f"/api/labels?task_id={tid}").json()["results"]]
+    assert names == ["own2", "more"]
+
+    pid = make_project(fakecvat, [{"name": "shared"}])
+    r = api(fakecvat, "POST", "/api/tasks", json={"name": "in project", "project_id": pid})
+    assert r.status_code == 201, r.text
+    with make_client(fakecvat.url, credentials=ADMIN) as client:
+        [lb] = client.tasks.retrieve(r.json()["id"]).get_labels()
+        assert lb.name == "shared" and lb.project_id == pid
+    # deleting the project's label is seen through the task
+    assert api(fakecvat, "DELETE", f"/api/labels/{lb.id}").status_code == 204
+    assert api(fakecvat, "GET", f"/api/labels?task_id={r.json()['id']}").json()["count"] == 0
