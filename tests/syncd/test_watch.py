@@ -2,6 +2,7 @@
 files, slow writers, hidden paths, and the stable-file check."""
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -144,3 +145,69 @@ def test_media_of():
     assert media_of("a/b.jpg.json") == "a/b.jpg"
     assert media_of("a/b.txt") is None
     assert media_of("a/b.txt.json") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The reconcile pass's use of it: auto-tagging only finished files inside the root
+
+
+def _reconciler(root, *, quiet=0.3):
+    from syncd.config import parse_config
+    from syncd.reconcile import Reconciler
+
+    cfg = parse_config('[cvat]\nurl = "http://127.0.0.1:9"\n\n[[rule]]\nname = "boxes"\n'
+                       'auto_tag = ["incoming/**"]\nlabel_field = "gt"\nlabel_type = "detections"\n'
+                       'classes = ["cat"]\nbatch_window = 3600\n', root=root, env={})
+
+    def no_cvat():
+        raise AssertionError("auto-tagging must not need CVAT")
+    return Reconciler(root, cfg, no_cvat, stable=StableFiles(quiet=quiet))
+
+
+def _real_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_file_written_slowly_is_not_tagged_before_stable(tmp_path):
+    rec = _reconciler(tmp_path)
+    data = _real_jpeg()
+    path = tmp_path / "incoming" / "slow.jpg"
+    path.parent.mkdir()
+    with open(path, "wb") as f:
+        for i in range(0, len(data), max(1, len(data) // 6)):
+            f.write(data[i:i + max(1, len(data) // 6)])
+            f.flush()
+            wait = rec.pass_once()
+            assert not (tmp_path / "incoming" / "slow.jpg.json").exists()
+            assert wait is not None and wait <= 0.3  # asks to look again soon
+            time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while not (tmp_path / "incoming" / "slow.jpg.json").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        rec.pass_once()
+    doc = json.loads((tmp_path / "incoming" / "slow.jpg.json").read_text())
+    assert doc["tags"] == ["requires_annotation"]
+    assert doc["metadata"]["width"] == 32
+
+
+def test_symlink_out_of_root_and_hidden_files_are_not_tagged(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "incoming").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(_real_jpeg())
+    os.symlink(outside / "secret.jpg", root / "incoming" / "link.jpg")
+    os.symlink(outside, root / "incoming" / "linkdir")
+    (root / "incoming" / ".hidden.jpg").write_bytes(_real_jpeg())
+    rec = _reconciler(root, quiet=0.0)
+    for _ in range(3):
+        rec.pass_once()
+        time.sleep(0.05)
+    assert sorted(p.name for p in (root / "incoming").iterdir()) == [
+        ".hidden.jpg", "link.jpg", "linkdir"]
+    assert not list(outside.glob("*.json"))
