@@ -136,7 +136,7 @@ class CVATClient(Transport):
             except CVATError as e:
                 if e.status != 404:
                     raise
-                if task_id is not None and self._task_has_data(task_id):
+                if task_id is not None and self._task_has_data(task_id, rq_id):
                     return {"id": rq_id, "status": "finished", "message": "", "result_id": None,
                             "note": "request record expired; task has data"}
                 req = {"status": "unknown"}
@@ -167,8 +167,14 @@ class CVATClient(Transport):
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
 
-    def _task_has_data(self, tid: int) -> bool:
-        task = self.get_task(tid)
+    def _task_has_data(self, tid: int, rq_id: str) -> bool:
+        try:
+            task = self.get_task(tid)
+        except CVATError as e:
+            if e.status == 404:
+                raise CVATError(f"CVAT request {rq_id} is unknown and task {tid} does not exist",
+                                status=404, url=e.url, method="GET", body=e.body) from None
+            raise
         return task.get("size", 0) > 0 and self._jobs_count(task) > 0
 
     def _jobs_count(self, task: dict) -> int:

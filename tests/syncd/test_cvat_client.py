@@ -311,3 +311,43 @@ def test_project_labels_patch(fakecvat):
         assert sorted(lb["name"] for lb in cvat.labels(task_id=task["id"])) == ["cat", "dog"]
         cvat.delete_project(project["id"])
         assert cvat.find_project("labels") is None
+
+
+def test_waits_for_slow_processing_and_survives_an_expired_request(fakecvat, tmp_path):
+    files = make_jpegs(tmp_path / "media", n=4)
+    requests.put(fakecvat.url + "/_fakecvat/async", json={"mode": "polls", "value": 4}).raise_for_status()
+    with admin(fakecvat) as cvat:
+        task = cvat.create_task("slow", labels=LABELS, segment_size=2)
+        rq_id = cvat.upload_data(task["id"], files)
+        assert cvat.get_task(task["id"])["size"] == 0  # not processed yet
+        req = cvat.wait_request(rq_id, timeout=30, poll=0.01)
+        assert req["status"] == "finished"
+        assert len(cvat.jobs(task["id"])) == 2
+        # a task-creation record expires after ~500 s on CVAT (404): the task itself answers
+        expired = f"action=create&target=task&target_id={task['id']}&expired=1"
+        assert cvat.wait_request(expired, timeout=5, poll=0.01)["status"] == "finished"
+        with pytest.raises(CVATError, match="task 999999 does not exist"):
+            cvat.wait_request("action=create&target=task&target_id=999999", timeout=5, poll=0.01)
+        with pytest.raises(CVATError, match="not finished after"):
+            cvat.wait_request("no-such-request", timeout=0.3, poll=0.05)
+
+
+def test_read_timeout_retried_for_get_but_not_for_post(fakecvat):
+    with admin(fakecvat, timeout=(2, 0.5)) as cvat:
+        cvat.current_user()
+        fault(fakecvat, path="^/api/users/self$", latency=1.0, times=1)
+        assert cvat.current_user()["username"] == "admin"
+        fault(fakecvat, path="^/api/projects$", method="POST", latency=1.0, times=1)
+        with pytest.raises(CVATError) as err:
+            cvat.create_project("slow-create", [])
+        assert err.value.maybe_applied and "Timeout" in str(err.value)
+    assert fault_hits(fakecvat) == [1, 1]
+
+
+def test_503_on_create_is_retried_once_created(fakecvat):
+    # 503/429 mean "not done": safe to resend even a create
+    fault(fakecvat, path="^/api/projects$", method="POST", status=503, retry_after=0, times=2)
+    with admin(fakecvat) as cvat:
+        cvat.create_project("resent", [])
+        assert [p["name"] for p in cvat.paginate("/api/projects")] == ["resent"]
+    assert fault_hits(fakecvat) == [2]
