@@ -154,7 +154,7 @@ def delete_project(store: Store, caller: dict, project: dict, media_dir) -> None
                 _delete_task_docs(store, media_dir, task["id"])
         labels.delete_labels_of(store, project_id=project["id"])
         store.delete("projects", project["id"])
-    events.emit(store, "delete:project", "project", project["id"], None, caller)
+    events.emit(store, "delete:project", "project", project["id"], project, caller)  # snapshot for webhooks
 
 
 def _tasks_delete_fn():
