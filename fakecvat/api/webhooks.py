@@ -82,11 +82,15 @@ def on_change(store, event: str, resource: str, obj_id, before: dict, sender) ->
         return
     try:
         with store.lock:
-            hooks = webhooks.select(store, event, webhooks.project_of(store, resource, obj_id))
+            doc = store.get(resource + "s", obj_id)
+            if doc is None and event.startswith("delete:") and (before or {}).get("id") == obj_id:
+                # A delete announced after the fact passes the last snapshot as ``before``.
+                doc, before = before, {}
+            hooks = webhooks.select(store, event, webhooks.project_of(store, resource, obj_id, doc))
             if hooks:
-                payload = _payload_in_context(d, store, event, resource, obj_id, before, sender)
+                payload = _payload_in_context(d, store, event, resource, doc, before, sender)
                 for hook in hooks if payload is not None else ():
-                    d.submit(hook["id"], {**payload, "webhook_id": hook["id"]})
+                    d.submit(hook["id"], {**payload, "webhook_id": hook["id"]}, snapshot=dict(hook))
             if event == "delete:project":
                 webhooks.delete_for_project(store, obj_id)
     except Exception:
@@ -97,24 +101,22 @@ def on_change(store, event: str, resource: str, obj_id, before: dict, sender) ->
 events.subscribe(on_change)
 
 
-def _payload_in_context(d, store, event, resource, obj_id, before, sender) -> dict | None:
+def _payload_in_context(d, store, event, resource, doc, before, sender) -> dict | None:
     if has_request_context() and current_app.config.get("STORE") is store:
         base = base_url()
         if sender is None:
             sender = g.get("user")
     else:
         base = d.base_url  # background work: no request to take the host from
-    return build_payload(store, event, resource, obj_id, before, sender, base)
+    return build_payload(store, event, resource, doc, before, sender, base)
 
 
-def build_payload(store, event: str, resource: str, obj_id, before: dict, sender, base: str) -> dict | None:
-    """CVAT's payload without ``webhook_id``; None when the object cannot be serialized (e.g.
-    a delete announced after the object was removed)."""
-    doc = store.get(resource + "s", obj_id)
+def build_payload(store, event: str, resource: str, doc: dict | None, before: dict, sender, base: str) -> dict | None:
+    """CVAT's payload without ``webhook_id``; None when the object cannot be serialized (a
+    delete announced after the object was removed, without its snapshot)."""
     serialize = serializer_for(resource)
     if doc is None or serialize is None:
-        log.warning("webhook %s for %s %s: %s", event, resource, obj_id,
-                    "object is gone" if doc is None else "no serializer")
+        log.warning("webhook %s for %s: %s", event, resource, "object is gone" if doc is None else "no serializer")
         return None
     current = serialize(store, doc, base)
     payload: dict[str, Any] = {"event": event, resource: current}

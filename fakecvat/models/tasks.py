@@ -164,7 +164,7 @@ def delete_task(store: Store, task: dict, media_dir: str | Path, sender=None) ->
         uploads.drop_scope(store, f"task:{task['id']}:data")
         store.delete("tasks", task["id"])
     shutil.rmtree(Path(media_dir) / "tasks" / str(task["id"]), ignore_errors=True)
-    events.emit(store, "delete:task", "task", task["id"], None, sender)
+    events.emit(store, "delete:task", "task", task["id"], task, sender)  # snapshot for webhooks
 
 
 def _delete_annotations(store: Store, task: dict, job_ids: list[int]) -> None:

@@ -285,11 +285,13 @@ def deliveries(store: Store, hook: dict) -> list[dict]:
 
 # ---- selection -----------------------------------------------------------------------------
 
-def project_of(store: Store, resource: str, obj_id) -> Any:
-    """The project an object belongs to (None outside projects or when it cannot be found)."""
-    doc = store.get(resource + "s", obj_id) if resource != "project" else None
+def project_of(store: Store, resource: str, obj_id, doc: dict | None = None) -> Any:
+    """The project an object belongs to (None outside projects or when it cannot be found);
+    ``doc`` stands in for an object that is already gone from the store."""
     if resource == "project":
         return obj_id
+    if doc is None:
+        doc = store.get(resource + "s", obj_id)
     if doc is None:
         return None
     if resource == "comment":
@@ -384,12 +386,14 @@ class Dispatcher:
         self.app = None  # the Flask app, set by fakecvat.api.webhooks (payloads need its context)
         self.base_url = "http://localhost"  # the last URL the app was reached on
 
-    def submit(self, hook_id, payload: dict, redelivery: bool = False) -> None:
+    def submit(self, hook_id, payload: dict, redelivery: bool = False, snapshot: dict | None = None) -> None:
+        """Queue one delivery. The webhook is read again when sending (its URL or secret may
+        have changed); ``snapshot`` is used if it is gone by then (a deleted project's hooks)."""
         with self._lock:
             if self._stopped:
                 return
             self._busy += 1
-            self._queue.put((self._generation, hook_id, payload, redelivery))
+            self._queue.put((self._generation, hook_id, payload, redelivery, snapshot))
             if len(self._threads) < self.workers:
                 t = threading.Thread(target=self._run, name=f"fakecvat-webhooks-{len(self._threads)}", daemon=True)
                 self._threads.append(t)
@@ -400,11 +404,11 @@ class Dispatcher:
             item = self._queue.get()
             if item is None:
                 return
-            generation, hook_id, payload, redelivery = item
+            generation, hook_id, payload, redelivery, snapshot = item
             try:
                 if generation != self._generation or self._stopped:
                     continue
-                hook = self.store.get("webhooks", hook_id)
+                hook = self.store.get("webhooks", hook_id) or snapshot
                 if hook is None:
                     continue
                 status, response = post(dict(hook), payload, self.timeout)

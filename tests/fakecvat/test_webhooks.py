@@ -372,10 +372,20 @@ def test_slow_receiver_does_not_hold_up_the_change(fakecvat):
         slow.close()
 
 
-def test_deleting_a_project_deletes_its_webhooks(fakecvat, receiver):
+def test_deletes_carry_the_last_snapshot_and_take_the_projects_webhooks(fakecvat, receiver):
     p = make_project(fakecvat)
-    hook = make_webhook(fakecvat, p["id"], receiver.url)
+    hook = make_webhook(fakecvat, p["id"], receiver.url, events=["delete:task", "delete:project"])
+    task, _ = make_task_with_jobs(fakecvat, p["id"])
+    task = api(fakecvat, "GET", f"/api/tasks/{task['id']}").json()
+    assert api(fakecvat, "DELETE", f"/api/tasks/{task['id']}").status_code == 204
+    body = receiver.wait_for(lambda b: b["event"] == "delete:task")["json"]
+    assert body["task"]["id"] == task["id"] and body["task"]["name"] == task["name"]
+    assert "before_update" not in body and body["webhook_id"] == hook["id"]
+
     assert api(fakecvat, "DELETE", f"/api/projects/{p['id']}").status_code == 204
+    body = receiver.wait_for(lambda b: b["event"] == "delete:project")["json"]
+    assert body["project"]["id"] == p["id"] and body["sender"]["username"] == "admin"
+    # CVAT deletes a project's webhooks with it
     assert api(fakecvat, "GET", f"/api/webhooks/{hook['id']}").status_code == 404
 
 
@@ -404,3 +414,23 @@ def test_deliveries_stop_with_the_server(fakecvat_factory, receiver):
     time.sleep(0.2)
     assert len(receiver.hits) == 1
     assert not any(t.is_alive() for t in dispatcher._threads)
+
+
+def test_annotation_put_fires_update_job(fakecvat, receiver):
+    p = make_project(fakecvat)
+    label_id = api(fakecvat, "GET", "/api/labels", params={"project_id": p["id"]}).json()["results"][0]["id"]
+    hook = make_webhook(fakecvat, p["id"], receiver.url, secret=SECRET, events=["update:job"])
+    _, jobs = make_task_with_jobs(fakecvat, p["id"])
+    job = jobs[0]
+    shapes = [{"type": "rectangle", "frame": 0, "label_id": label_id, "points": [1, 1, 4, 4],
+               "occluded": False, "z_order": 0, "attributes": []}]
+    r = api(fakecvat, "PUT", f"/api/jobs/{job['id']}/annotations",
+            json={"version": 0, "tags": [], "shapes": shapes, "tracks": []})
+    assert r.status_code == 200, r.text
+    hit = receiver.wait_for(lambda b: b["event"] == "update:job" and b["job"]["id"] == job["id"])
+    assert signed(hit)
+    body = hit["json"]
+    assert body["webhook_id"] == hook["id"] and body["sender"]["username"] == "admin"
+    # an annotation write only moves updated_date: that is what before_update reports
+    assert body["before_update"] == {"updated_date": job["updated_date"]}
+    assert body["job"]["updated_date"] > job["updated_date"]
