@@ -465,9 +465,12 @@ def _track(el, res: _Resolver) -> dict:
         t, pts, rot = _points(s)
         for a in res.attrs(s, lb, which=False):
             track_attrs[a["spec_id"]] = a
-        if keyframe or _bool(s, "outside"):
+        outside = _bool(s, "outside")
+        if t == "skeleton":  # a skeleton is outside when all of its points are
+            outside = all(_bool(e, "outside") for e in s if e.tag in SHAPE_OF_TAG)
+        if keyframe or outside:
             shapes.append({"type": t, "frame": frame, "points": pts, "rotation": rot, "occluded": _bool(s, "occluded"),
-                           "outside": _bool(s, "outside"), "z_order": int(s.get("z_order", 0) or 0),
+                           "outside": outside, "z_order": int(s.get("z_order", 0) or 0),
                            "attributes": res.attrs(s, lb, which=True)})
         if t == "skeleton":
             for e in s:

@@ -116,5 +116,7 @@ def cut_track(track: dict, start: int, stop: int) -> dict | None:
             es = _cut_shapes(e, start, stop)
             if es:
                 els.append(dict(e, shapes=es, frame=piece["frame"]))
+        if not els:
+            return None  # a skeleton exists only through its elements
         piece["elements"] = els
     return piece
