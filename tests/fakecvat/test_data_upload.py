@@ -216,3 +216,41 @@ def test_frame_and_chunk_errors(fakecvat):
     assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).format == "JPEG"
     empty = new_task(s)
     assert s.get(f"{s.base}/api/tasks/{empty}/preview").status_code == 404
+
+
+def make_video(path, frames=12, size=(64, 48)):
+    import av
+    import numpy as np
+    with av.open(str(path), "w") as c:
+        st = c.add_stream("mpeg4", rate=10)
+        st.width, st.height, st.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            img = np.full((size[1], size[0], 3), i * 20, dtype=np.uint8)
+            for p in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in st.encode():
+            c.mux(p)
+
+
+def test_video_task_meta_frames_and_step(fakecvat, tmp_path):
+    s = session(fakecvat)
+    tid = new_task(s, segment_size=3)
+    make_video(tmp_path / "clip.mp4")
+    r = s.post(f"{s.base}/api/tasks/{tid}/data", data={"image_quality": "90", "frame_filter": "step=2"},
+               files={"client_files[0]": ("clip.mp4", (tmp_path / "clip.mp4").read_bytes(), "video/mp4")})
+    assert poll(s, r.json()["rq_id"])["status"] == "finished"
+    task = s.get(f"{s.base}/api/tasks/{tid}").json()
+    assert (task["size"], task["mode"], task["data_compressed_chunk_type"]) == (6, "interpolation", "video")
+    meta = s.get(f"{s.base}/api/tasks/{tid}/data/meta").json()
+    assert [(f["name"], f["width"], f["height"]) for f in meta["frames"]] == [("clip.mp4", 64, 48)]
+    assert (meta["start_frame"], meta["stop_frame"], meta["frame_filter"]) == (0, 10, "step=2")
+    frame = Image.open(io.BytesIO(s.get(f"{s.base}/api/tasks/{tid}/data?type=frame&number=3").content))
+    assert frame.size == (64, 48) and abs(frame.getpixel((10, 10))[0] - 120) < 12  # source frame 6
+    assert task["overlap"] == 1  # interpolation default 5, capped at segment_size // 2
+
+
+def test_status_without_request_is_finished(fakecvat):
+    s = session(fakecvat)
+    tid = new_task(s)
+    r = s.get(f"{s.base}/api/tasks/{tid}/status")
+    assert r.json() == {"state": "Finished", "message": "", "progress": 0.0} and r.headers["Deprecation"] == "true"
