@@ -12,6 +12,8 @@ Retry policy (why each case is or is not retried):
 - anything else (4xx) is final.
 Session logins are redone once when CVAT answers 401 (expired or ended session).
 Credentials are kept in private attributes and never appear in repr, logs or error messages.
+A client holds one login session: give each worker thread its own client (a re-login from one
+thread would replace the cookies another thread is using).
 """
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-import os
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Sequence

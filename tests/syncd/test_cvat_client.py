@@ -351,3 +351,11 @@ def test_503_on_create_is_retried_once_created(fakecvat):
         cvat.create_project("resent", [])
         assert [p["name"] for p in cvat.paginate("/api/projects")] == ["resent"]
     assert fault_hits(fakecvat) == [2]
+
+
+def test_organization_context_is_sent(fakecvat):
+    with admin(fakecvat, organization="nosuchorg") as cvat:
+        with pytest.raises(CVATError) as err:
+            cvat.create_webhook("http://127.0.0.1:9/hook", organization=True)
+    # CVAT: an unknown organization slug in X-Organization gives 404 "<slug> organization does not exist."
+    assert err.value.status == 404 and "nosuchorg organization does not exist" in str(err.value)
