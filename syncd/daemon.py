@@ -138,8 +138,8 @@ class Daemon:
                                    organization=self.cfg.cvat.organization)
 
     def _sync_webhooks(self) -> None:
-        if self.registrar is None:
-            return
+        if self.registrar is None or not self.reconciler.cvat_ready():
+            return  # CVAT in backoff: the reconciler will say when it is back
         try:
             projects = self.reconciler.projects()
             want_org = any(not (r.get("project") or {}).get("id")

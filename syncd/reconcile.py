@@ -136,6 +136,9 @@ class Reconciler:
         self._globs = {r.name: [glob_regex(g) for g in (r.auto_tag or ())] for r in self.rules}
         self._samples: dict[str, _SampleInfo] = {}
         self._arrivals: dict[tuple[str, str], float] = {}
+        # Samples plan_run refused (bad media/sample file), with the file versions it saw: not
+        # offered again until one of the files changes (else every pass would burn a run key).
+        self._refused: dict[str, tuple] = {}
         self._runs: dict[str, _RunState] = {}
         self._cvat_retry_at = 0.0
         self._cvat_failures = 0
@@ -203,6 +206,8 @@ class Reconciler:
                 info = _SampleInfo(sig)
             found[rel] = info
         self._samples = found
+        for rel in [r for r in self._refused if r not in found]:
+            del self._refused[rel]  # gone from disk: forget
         return found
 
     def _auto_tag(self, rule, media: dict[str, _SampleInfo]) -> list[float]:
@@ -236,7 +241,8 @@ class Reconciler:
     def _gather(self, rule, media: dict[str, _SampleInfo], active: set[str]) -> list[float]:
         now = self.clock()
         tagged = [rel for rel, info in media.items()
-                  if rule.tag in info.tags and rel not in active]
+                  if rule.tag in info.tags and rel not in active
+                  and not (rel in self._refused and self._refused[rel] == self._versions(rel))]
         seen = {(rule.name, rel) for rel in tagged}
         for k in [k for k in self._arrivals if k[0] == rule.name and k not in seen]:
             del self._arrivals[k]  # untagged or taken by a run: forget
@@ -273,20 +279,38 @@ class Reconciler:
         opts.update(rule_name=rule.name, trigger_tag=rule.tag, done_tag=rule.done_tag,
                     project_name=cvat.project_name or None,
                     organization=cvat.organization or None)
+        opts.update(url=cvat.url or None,
+                    share_root=str(cvat.share_root) if getattr(cvat, "share_root", None) else None)
         try:
-            _call(ops.plan_run, self.root, key, samples, **opts)
+            record = _call(ops.plan_run, self.root, key, samples, **opts)
         except Exception as exc:
             self._report(f"plan:{rule.name}", "cannot plan run", exc, key=key,
-                         samples=len(samples))
+                         samples=len(samples), cause_key=tuple(samples))
+            for rel in samples:
+                self._refused[rel] = self._versions(rel)
             return
+        skipped = dict((record or {}).get("skipped") or {})
         for rel in samples:
             self._arrivals.pop((rule.name, rel), None)
-        logs.event(log, "run planned", key=key, rule=rule.name, samples=len(samples))
+        for rel, why in skipped.items():
+            self._refused[rel] = self._versions(rel)
+            self._report(rel, "sample not sent to CVAT", SampleFileError(why), key=key,
+                         cause_key=self._versions(rel))
+        logs.event(log, "run planned", key=key, rule=rule.name,
+                   samples=len(samples) - len(skipped))
+
+    def _versions(self, rel: str) -> tuple:
+        """What must change for a refused sample to be tried again: its media and its file."""
+        info = self._samples.get(rel)
+        return (self._media_sig(rel), info.sig if info else None)
 
     # -- CVAT side ----------------------------------------------------------------------------
 
-    def _cvat_ready(self) -> bool:
+    def cvat_ready(self) -> bool:
+        """False while CVAT calls are paused by the outage backoff."""
         return self.clock() >= self._cvat_retry_at
+
+    _cvat_ready = cvat_ready
 
     def _client_or_none(self):
         if self._client is None:

@@ -273,14 +273,28 @@ def test_bad_sample_file_reported_once_and_loop_goes_on(fakecvat, root, daemons)
     write_config(root, fakecvat.url, poll=0.3)
     drop_image(root / "broken.jpg")
     (root / "broken.jpg.json").write_text("{not json")
+    (root / "incoming").mkdir()
+    (root / "incoming" / "garbage.jpg").write_bytes(b"not an image at all")  # auto-tag refuses
+    (root / "tagged").mkdir()
+    (root / "tagged" / "garbage.jpg").write_bytes(b"not an image either")  # plan_run refuses
+    (root / "tagged" / "garbage.jpg.json").write_text(json.dumps(
+        {"filepath": "tagged/garbage.jpg", "tags": ["requires_annotation"]}))
     d = daemons(root, fakecvat.url)
     wait_for(lambda: "broken.jpg" in d.log, what="report")
+    wait_for(lambda: "cannot plan run" in d.log and "incoming/garbage.jpg" in d.log,
+             what="bad media reported")
     drop_image(root / "incoming" / "ok.jpg")  # later work still happens
     wait_for(lambda: (root / "incoming" / "ok.jpg.json").exists(), what="auto-tag")
-    time.sleep(1.5)  # several more passes
-    reports = [line for line in d.log.splitlines() if "broken.jpg" in line]
-    assert len(reports) == 1, reports
-    assert "bad sample file" in reports[0]
+
+    def reports():
+        return {rel: [ln for ln in d.log.splitlines() if rel in ln]
+                for rel in ("broken.jpg", "incoming/garbage.jpg", "tagged/garbage.jpg")}
+    first = reports()
+    time.sleep(1.5)  # several more passes: nothing is reported again
+    assert reports() == first
+    assert len(first["broken.jpg"]) == 1 and "bad sample file" in first["broken.jpg"][0]
+    assert len(first["incoming/garbage.jpg"]) == 1
+    assert not (root / "incoming" / "garbage.jpg.json").exists()
     assert (root / "broken.jpg.json").read_text() == "{not json"  # left untouched
     assert d.stop() == 0
 
