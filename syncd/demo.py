@@ -32,7 +32,8 @@ W, H = 320, 240
 CONFIG = """\
 [cvat]
 url = "{url}"
-poll_interval = 1
+project_name = "syncd demo"     # project webhooks tell the daemon at once when a job completes
+poll_interval = 5
 webhook = "127.0.0.1:0"
 
 [[rule]]
