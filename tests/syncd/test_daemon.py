@@ -331,3 +331,27 @@ def test_media_deleted_during_annotation_does_not_stop_the_loop(fakecvat, root, 
     drop_image(root / "incoming" / "2.jpg", 2)  # and the daemon keeps working
     wait_for(lambda: [t for t in tasks_of(s) if t.get("size") == 1], what="a second task")
     assert d.stop() == 0
+
+
+def test_kill_9_then_restart_resumes_without_duplicates(fakecvat, root, daemons):
+    write_config(root, fakecvat.url)
+    s = api(fakecvat)
+    # Slow task data processing down so the kill lands mid-run.
+    s.put(fakecvat.url + "/_fakecvat/async", json={"mode": "seconds", "value": 1.5})
+    first = daemons(root, fakecvat.url)
+    names = [f"incoming/{i}.jpg" for i in range(3)]
+    for i, rel in enumerate(names):
+        drop_image(root / rel, i)
+    wait_for(lambda: tasks_of(s), what="task creation started")
+    first.proc.kill()
+    first.proc.wait(10)
+    second = daemons(root, fakecvat.url)
+    tasks = wait_for(lambda: [t for t in tasks_of(s) if t.get("size") == 3], timeout=40,
+                     what="task ready after restart")
+    annotate_and_complete(s, tasks[0]["id"])
+    wait_for(lambda: all("annotated" in sample(root, rel)["tags"] for rel in names), timeout=40,
+             what="labels merged after restart")
+    assert len(tasks_of(s)) == 1  # resumed, not duplicated
+    for rel in names:
+        assert len(sample(root, rel)["ground_truth"]["detections"]) == 1
+    assert second.stop() == 0
