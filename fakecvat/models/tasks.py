@@ -168,17 +168,8 @@ def delete_task(store: Store, task: dict, media_dir: str | Path, sender=None) ->
 
 
 def _delete_annotations(store: Store, task: dict, job_ids: list[int]) -> None:
-    try:
-        from . import annotations  # written by another engineer; use its cleanup when present
-    except ImportError:
-        annotations = None
-    cleanup = getattr(annotations, "delete_annotations_of_task", None) if annotations else None
-    if cleanup is not None:
-        try:
-            cleanup(store, task, job_ids)
-            return
-        except TypeError:
-            pass
+    """Drop the annotation documents (keyed by job id). annotations.delete_task would instead
+    clear them in place and fire update events, which a deleted task must not do."""
     for jid in job_ids:
         store.delete("annotations", jid)
 
