@@ -359,3 +359,14 @@ def test_organization_context_is_sent(fakecvat):
             cvat.create_webhook("http://127.0.0.1:9/hook", organization=True)
     # CVAT: an unknown organization slug in X-Organization gives 404 "<slug> organization does not exist."
     assert err.value.status == 404 and "nosuchorg organization does not exist" in str(err.value)
+
+
+def test_server_files_zero_copy(fakecvat_factory, tmp_path):
+    share = tmp_path / "share"
+    files = make_jpegs(share / "set1", n=3)
+    server = fakecvat_factory(share_dir=str(share))
+    with admin(server) as cvat:
+        task = cvat.create_task("shared", labels=LABELS)
+        rq_id = cvat.upload_data(task["id"], [], server_files=[f"set1/{p.name}" for p in files[::-1]])
+        assert cvat.wait_task_ready(task["id"], rq_id, timeout=30)["size"] == 3
+        assert [f["name"] for f in cvat.data_meta(task["id"])["frames"]] == [f"set1/{p.name}" for p in files[::-1]]
