@@ -121,6 +121,10 @@ def validate_write(data: dict, instance: dict | None = None, partial: bool = Fal
     for name in ("target_url", "events") + (("type",) if creating else ()):
         if name not in data and not partial:
             errors[name] = [REQUIRED]
+    data = dict(data)
+    for name in [k for k, v in data.items() if v is None and k != "project_id"]:
+        errors[name] = ["This field may not be null."]
+        del data[name]
     if "target_url" in data:
         out["target_url"] = _url(data["target_url"], errors)
     if "description" in data:
