@@ -16,7 +16,7 @@ from typing import Any
 
 from ..ids import label_id, new_id, oid
 from ..schema import FieldSchema, class_map, label_name_map
-from . import detections, keypoints, masks, polylines, segmentation, tags
+from . import detections, keypoints, masks, polylines, segmentation, tags, tracks
 from .attributes import import_attrs, stringify
 from .base import ExportContext
 
@@ -74,7 +74,8 @@ def resolve_ids(items: dict, task_labels: list[dict]) -> dict:
     out = {"version": items.get("version", 0)}
     for key in ("tags", "shapes"):
         out[key] = [d for d in map(one, items.get(key) or []) if d is not None]
-    out["tracks"] = []
+    # tracks (videos): built by syncd.labels.video, resolved by syncd.labels.tracks
+    out["tracks"] = tracks.resolve_tracks(items.get("tracks") or [], task_labels)
     return out
 
 
