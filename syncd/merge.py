@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from .ids import label_id, new_id, oid
-from .schema import FieldSchema, RETURN_TYPES
+from .schema import FieldSchema, RETURN_TYPES, labels_of
 from .labels.tags import SCALAR_SENT
 
 log = logging.getLogger(__name__)
@@ -165,3 +165,112 @@ def merge_sample(sample: dict, downloaded: dict[str, Any], sent: dict[str, list[
         if out[target] is None and target not in sample:
             del out[target]
     return out
+
+
+# ---- videos: frames.<field> -----------------------------------------------------------------------
+#
+# A video's labels live per frame. Tracks come back with CVAT's own numbering (their position
+# in the task, from 1), which is mapped onto the sample's ``index`` values as FiftyOne's
+# ``_update_tracks`` does: a track holding an existing label's id keeps that label's index (two
+# tracks merged in CVAT take the smaller), a new track gets the next free index, and a label
+# landing on a frame where an existing label of the same track sits takes that label's id, so
+# it is merged as an edit instead of being deleted and re-added.
+
+
+def _frame_fields(schema: dict[str, FieldSchema]) -> dict[str, FieldSchema]:
+    return {name[len("frames."):]: fs for name, fs in schema.items() if name.startswith("frames.")}
+
+
+def _map_indexes(existing: dict[str, tuple[int, dict]], down: list[tuple[int, dict]]) -> dict:
+    """CVAT track number -> the sample's index for the tracks of one field."""
+    mapped: dict[Any, int] = {}
+    for _, lab in down:
+        cur = existing.get(label_id(lab))
+        cvat = lab.get("index")
+        if cvat is None or cur is None or cur[1].get("index") is None:
+            continue
+        idx = cur[1]["index"]
+        mapped[cvat] = min(mapped.get(cvat, idx), idx)
+    used = [lab.get("index") for _, lab in existing.values() if isinstance(lab.get("index"), int)]
+    top = max(used + list(mapped.values()), default=0)
+    for cvat in sorted({lab.get("index") for _, lab in down if lab.get("index") is not None}
+                       - set(mapped)):
+        top += 1
+        mapped[cvat] = top
+    return mapped
+
+
+def merge_video(sample: dict, downloaded: dict, sent: dict[str, list[str]],
+                schema: dict[str, FieldSchema]) -> dict:
+    """A copy of video ``sample`` with ``downloaded`` (``import_video``'s {"frames": {"<n>":
+    {field: value}}}) merged into its frames; frames not downloaded are left as they are.
+
+    ``sent``: {"frames.<field>": ids sent for this video}. ``keyframe`` flags are kept only
+    when the field tracks keyframes (a new field, or some label already carries one).
+    """
+    down_frames = downloaded.get("frames", downloaded) or {}
+    fields = _frame_fields(schema)
+    frames = {n: dict(fr or {}) for n, fr in (sample.get("frames") or {}).items()}
+    down_frames = {str(n): {f: copy.deepcopy(v) for f, v in (vals or {}).items()}
+                   for n, vals in down_frames.items()}
+    for fname in {f for vals in down_frames.values() for f in vals}:
+        fs = fields.get(fname)
+        if fs is None:
+            if fname not in _CONTAINERS:
+                log.warning("dropping downloaded frame field %r that is not in the schema", fname)
+                for vals in down_frames.values():
+                    vals.pop(fname, None)
+                continue
+            fs = _unexpected_schema(fname, None)
+        existing = {label_id(lab): (int(n), lab) for n, fr in frames.items()
+                    for lab in labels_of(fr.get(fname)) if label_id(lab)}
+        down = [(int(n), lab) for n, vals in down_frames.items() for lab in labels_of(vals.get(fname))]
+        mapping = _map_indexes(existing, down)
+        keep_keyframes = not fs.existing or any(lab.get("keyframe") for _, lab in existing.values())
+        taken: set[str] = set()
+        for n, lab in down:
+            if lab.get("index") is not None:
+                lab["index"] = mapping[lab["index"]]
+            if not keep_keyframes:
+                lab.pop("keyframe", None)
+            lid = label_id(lab)
+            here = {label_id(x): x for x in labels_of(frames.get(str(n), {}).get(fname))}
+            if lid in here:
+                taken.add(lid)
+                continue
+            same = next((x_id for x_id, x in here.items() if x_id not in taken
+                         and lab.get("index") is not None and x.get("index") == lab["index"]), None)
+            if same is not None:
+                lab["_id"] = oid(same)
+            elif lid in existing:
+                lab["_id"] = oid(new_id())  # the id lives on another frame: a copy, not a move
+            taken.add(label_id(lab))
+        ids = list((sent or {}).get(f"frames.{fname}", []))
+        for n, vals in down_frames.items():
+            if fname not in vals:
+                continue
+            cur = frames.get(n, {}).get(fname)
+            new = merge_field(copy.copy(cur), vals[fname], ids, fs)
+            if keep_keyframes:
+                _copy_keyframes(new, vals[fname])
+            frame = frames.setdefault(n, {"frame_number": int(n)})
+            if new is None:
+                frame.pop(fname, None)
+            else:
+                frame[fname] = new
+    out = dict(sample)
+    out["frames"] = {n: frames[n] for n in sorted(frames, key=lambda x: int(x) if str(x).isdigit() else 0)
+                     if frames[n] != {"frame_number": int(n)} or n in (sample.get("frames") or {})}
+    return out
+
+
+def _copy_keyframes(merged: Any, downloaded: Any) -> None:
+    """Merged labels take the downloaded ``keyframe`` flag (edits do not carry it)."""
+    flags = {label_id(lab): bool(lab.get("keyframe")) for lab in labels_of(downloaded)}
+    for lab in labels_of(merged):
+        lid = label_id(lab)
+        if lid in flags:
+            if flags[lid]:
+                lab["keyframe"] = True
+            else:
+                lab.pop("keyframe", None)
