@@ -32,6 +32,7 @@ MASKS_DIR = ".masks"  # hidden, so discovery never mistakes mask PNGs for media
 # Decompression-bomb guard, checked from the header before anything decodes pixels.
 MAX_IMAGE_PIXELS = 1 << 28  # 268M pixels, e.g. 16384 x 16384
 UPDATE_RETRIES = 20
+MAX_PATH_BYTES = 4000  # below PATH_MAX (4096) with room for the root and ".json"
 
 _VIDEO_MIME = {".mp4": "video/mp4", ".mov": "video/quicktime", ".avi": "video/x-msvideo",
                ".mkv": "video/x-matroska", ".webm": "video/webm"}
@@ -136,7 +137,10 @@ def safe_rel(root, rel) -> str:
             rel = rel.decode("utf-8")
         except UnicodeDecodeError:
             raise SampleFileError(f"{shown}: path is not valid UTF-8") from None
-    rel = os.fspath(rel)
+    try:
+        rel = os.fspath(rel)
+    except TypeError:  # None, numbers, lists from a hostile sample/run record
+        raise SampleFileError(f"{shown}: path must be a string, got {type(rel).__name__}") from None
     if not isinstance(rel, str):
         raise SampleFileError(f"{shown}: path must be a string")
     if "\x00" in rel:
@@ -151,6 +155,9 @@ def safe_rel(root, rel) -> str:
         raise SampleFileError(f"{shown}: path must not contain '..'")
     if not parts:
         raise SampleFileError(f"{shown}: empty path")
+    if len(rel.encode()) > MAX_PATH_BYTES or any(len(p.encode()) > 255 for p in parts):
+        shown = shown if len(shown) <= 80 else shown[:60] + "..." + shown[-12:]  # one short line
+        raise SampleFileError(f"{shown}: path is too long ({len(rel.encode())} bytes)")
     norm = "/".join(parts)
     root_real = os.path.realpath(root)
     real = os.path.realpath(os.path.join(root_real, norm))
@@ -160,8 +167,9 @@ def safe_rel(root, rel) -> str:
 
 
 def sample_file(root, rel) -> Path:
-    """The sample file of media ``rel``: ``<root>/<rel>.json``."""
-    return Path(root) / (safe_rel(root, rel) + SAMPLE_SUFFIX)
+    """The sample file of media ``rel``: ``<root>/<rel>.json`` (itself checked: a sample file
+    symlinked out of the root is refused, not read)."""
+    return Path(root) / safe_rel(root, safe_rel(root, rel) + SAMPLE_SUFFIX)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +393,9 @@ def _video_metadata(path: Path, ext: str, size: int) -> dict:
 
     try:
         with av.open(str(path)) as container:
+            fmt = container.format.name
+            if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg probes content: a JPEG named .mp4
+                raise MediaError(f"{path}: cannot read video: the file holds a still image ({fmt})")
             if not container.streams.video:
                 raise MediaError(f"{path}: no video stream")
             stream = container.streams.video[0]
