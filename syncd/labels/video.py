@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SyncdError
-from ..ids import is_object_id, label_id, new_id, oid
+from ..ids import is_object_id, label_id, new_id
 from ..schema import FieldSchema, label_name_map, labels_of
 from . import _EXPORTERS, import_annotations
 from .attributes import stringify
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 __all__ = ["export_video", "import_video", "frame_map", "check_frame_settings", "parse_step"]
 
 TRACKED_TYPES = ("detections", "instances", "polylines", "polygons", "keypoints")
-_LIST_CLS = {"detections": "Detections", "polylines": "Polylines", "keypoints": "Keypoints"}
 _LID_SPEC = "__syncd_label_id__"  # spec id for labels lacking a label_id attribute (ids only)
 
 

@@ -284,3 +284,49 @@ def test_new_track_gets_the_next_free_index():
     merged, _ = round_trip(sample, edit)
     idx = {d.get("index") for d in merged["frames"]["1"]["detections"]["detections"]}
     assert idx == {3, 8}
+
+
+def test_keyframe_added_in_cvat_does_not_steal_the_previous_keyframes_id():
+    sample, cars, bus, still = existing_tracks_sample()
+
+    def edit(data):
+        car = next(t for t in data["tracks"] if len(t["shapes"]) > 3)
+        # CVAT's UI copies every attribute (label_id too) onto a keyframe drawn on frame 7
+        added = copy.deepcopy(car["shapes"][4])
+        added.update(frame=6, outside=False, points=[80.0, 10.0, 90.0, 20.0])
+        car["shapes"] = car["shapes"][:5] + [added]
+    merged, _ = round_trip(sample, edit)
+    ids = [label_id(d) for n in range(1, 8) for d in merged["frames"][str(n)]["detections"]["detections"]
+           if d.get("index") == 3]
+    assert len(ids) == 7 and len(set(ids)) == 7
+    assert ids[:5] == [label_id(cars[n]) for n in range(1, 6)]
+    assert merged["frames"]["7"]["detections"]["detections"][0]["bounding_box"] == \
+        pytest.approx([0.8, 0.2, 0.1, 0.2])
+
+
+def test_tracked_polylines_and_keypoints_round_trip():
+    def pl(n):
+        return {"_id": {"$oid": new_id()}, "_cls": "Polyline", "label": "lane", "index": 1,
+                "points": [[[0.1, 0.1 * n], [0.5, 0.2], [0.9, 0.1]]], "closed": False,
+                "filled": False, "attributes": {}, "tags": []}
+
+    def kp(n):
+        return {"_id": {"$oid": new_id()}, "_cls": "Keypoint", "label": "eye", "index": 4,
+                "points": [[0.2, 0.2 + 0.1 * n]], "attributes": {}, "tags": []}
+    lanes, eyes = {n: pl(n) for n in (1, 2, 3)}, {n: kp(n) for n in (1, 2, 3)}
+    sample = video({n: {"lanes": {"_cls": "Polylines", "polylines": [lanes[n]]},
+                        "eyes": {"_cls": "Keypoints", "keypoints": [eyes[n]]}} for n in (1, 2, 3)},
+                   total=3)
+    schema = build_schema([sample], ["frames.lanes", "frames.eyes"])
+    items, sent = export_video(sample, schema, W, H, None)
+    assert sorted(t["shapes"][0]["type"] for t in items["tracks"]) == ["points", "polyline"]
+    labels = task_labels_for(schema)
+    data = stamp_tracks(as_server(resolve_ids(items, labels)), labels)
+    merged = merge_video(sample, import_video(data, labels, meta(size=3), schema), sent, schema)
+    for n in (1, 2, 3):
+        lane = merged["frames"][str(n)]["lanes"]["polylines"]
+        eye = merged["frames"][str(n)]["eyes"]["keypoints"]
+        assert [label_id(x) for x in lane] == [label_id(lanes[n])] and lane[0]["index"] == 1
+        assert [label_id(x) for x in eye] == [label_id(eyes[n])] and eye[0]["index"] == 4
+        flat = lambda pts: [c for p in pts for c in p]  # noqa: E731
+        assert flat(lane[0]["points"][0]) == pytest.approx(flat(lanes[n]["points"][0]), abs=0.02)
