@@ -177,7 +177,8 @@ def _has_task_data(server) -> bool:
 @pytest.mark.parametrize("case", by_kind("upload"))
 def test_bad_upload(case, tmp_path, fakecvat_factory):
     data_dir = tmp_path / "fc"
-    server = fakecvat_factory(data_dir=data_dir)
+    (tmp_path / "share").mkdir()
+    server = fakecvat_factory(data_dir=data_dir, share_dir=tmp_path / "share")
     if not _has_task_data(server):
         pytest.skip("fakecvat has no POST /api/tasks/{id}/data yet")
     src = tmp_path / "src"
