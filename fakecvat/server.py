@@ -37,9 +37,21 @@ class FakeCVAT:
         self._server.run()
 
     def stop(self) -> None:
-        self._server.close()
-        if self._thread:
+        srv = self._server
+        if self._thread and self._thread.is_alive():
+            # Close every channel from inside the server's own loop (closing its sockets from
+            # this thread races its select() and raises EBADF there); an empty map ends run().
+            def close_all():
+                for channel in list(srv._map.values()):
+                    try:
+                        channel.close()
+                    except OSError:
+                        pass
+            srv.trigger.pull_trigger(close_all)
             self._thread.join(timeout=5)
+        else:
+            srv.close()
+        srv.task_dispatcher.shutdown(timeout=2)
         for hook in self.app.config.get("STOP_HOOKS", []):  # webhook deliveries, temporary media
             hook(self.app)
         self.store.close()
