@@ -1,0 +1,140 @@
+"""FiftyOne's own CVAT backend (fiftyone==1.22.1, ``backend="cvat"``) driven against fakecvat:
+annotate -> an annotator draws through CVAT's REST API -> load_annotations, as a FiftyOne user
+would do against a real CVAT server."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from fo_helpers import H, W, import_fiftyone, make_images
+
+fo = import_fiftyone()
+
+pytestmark = pytest.mark.xdist_group("fiftyone")
+
+
+def creds(server) -> dict:
+    # Always explicit: FiftyOne would otherwise fall back to app.cvat.ai and an input() prompt.
+    return {"url": server.url, "username": "admin", "password": "admin"}
+
+
+def frames_to_samples(results, task_id) -> dict[int, str]:
+    """CVAT frame index -> FiftyOne sample id, as FiftyOne recorded it at upload."""
+    return {int(f): v["sample_id"] for f, v in results.frame_id_map[task_id].items()}
+
+
+def test_new_detections_round_trip_with_status(tmp_path, fakecvat, annotator, fo_dataset, caplog, capsys):
+    paths = make_images(tmp_path, ["a.png", "b.png", "c.png"])
+    fo_dataset.add_samples([fo.Sample(filepath=p) for p in paths])
+
+    results = fo_dataset.annotate("boxes", backend="cvat", **creds(fakecvat), label_field="ground_truth",
+                                  label_type="detections", classes=["cat", "dog"], segment_size=2,
+                                  job_assignees=["user1", "user2"])
+    assert len(results.task_ids) == 1
+    tid = results.task_ids[0]
+    jobs = annotator.jobs(tid)
+    assert [(j["start_frame"], j["stop_frame"]) for j in jobs] == [(0, 1), (2, 2)]
+    assert sorted(j["assignee"]["username"] for j in jobs) == ["user1", "user2"]
+    assert sorted(results.job_ids[tid]) == sorted(j["id"] for j in jobs)
+
+    status = results.get_status()["ground_truth"][tid]
+    assert status["status"] == "annotation"
+    assert {int(j) for j in status["jobs"]} == {j["id"] for j in jobs}
+
+    # The annotator draws in both jobs (task-level frame numbers) and finishes them.
+    # Box corners in pixels, (xtl, ytl, xbr, ybr); fractional on purpose.
+    drawn = {0: ("cat", [8.0, 6.0, 40.0, 30.0]), 1: ("dog", [0.0, 0.0, 32.0, 24.0]),
+             2: ("cat", [10.5, 4.25, 30.75, 47.0])}
+    for job in jobs:
+        labels = annotator.labels(job["id"])
+        annotator.put(job["id"], shapes=[
+            {"type": "rectangle", "frame": f, "label_id": labels[name]["id"], "points": pts,
+             "attributes": []}
+            for f, (name, pts) in drawn.items() if job["start_frame"] <= f <= job["stop_frame"]])
+        annotator.complete(job["id"])
+
+    caplog.set_level(logging.INFO, logger="fiftyone")
+    results.print_status()
+    printed = caplog.text + capsys.readouterr().out
+    assert "Status for label field 'ground_truth'" in printed
+    assert f"Task {tid} " in printed and "Status: completed" in printed
+    assert all(f"Job {j['id']}:" in printed for j in jobs)
+    assert all(j["status"] == "completed" for j in results.get_status()["ground_truth"][tid]["jobs"].values())
+
+    frames = frames_to_samples(results, tid)
+    fo_dataset.load_annotations("boxes", **creds(fakecvat), unexpected="keep", cleanup=True)
+
+    for frame, (name, (x1, y1, x2, y2)) in drawn.items():
+        sample = fo_dataset[frames[frame]]
+        dets = sample.ground_truth.detections
+        assert [d.label for d in dets] == [name], sample.filepath
+        assert dets[0].bounding_box == pytest.approx([x1 / W, y1 / H, (x2 - x1) / W, (y2 - y1) / H], abs=1 / W)
+    # frame order is the sample order FiftyOne uploaded
+    assert [frames[f] for f in sorted(frames)] == fo_dataset.values("id")
+    # cleanup=True deleted the task in CVAT, and the run forgot it
+    assert annotator.task_status(tid) == 404
+    assert fo_dataset.load_annotation_results("boxes", **creds(fakecvat)).task_ids == []
+
+
+def test_existing_labels_reannotated_keep_their_ids(tmp_path, fakecvat, annotator, fo_dataset):
+    paths = make_images(tmp_path, ["x.png", "y.png"])
+    Det = fo.Detection
+    x = fo.Sample(filepath=paths[0], ground_truth=fo.Detections(detections=[
+        Det(label="cat", bounding_box=[0.1, 0.1, 0.2, 0.2]),
+        Det(label="dog", bounding_box=[0.5, 0.5, 0.25, 0.25]),
+        Det(label="cat", bounding_box=[0.0, 0.5, 0.25, 0.25]),
+    ]))
+    y = fo.Sample(filepath=paths[1], ground_truth=fo.Detections(detections=[
+        Det(label="dog", bounding_box=[0.25, 0.25, 0.5, 0.5])]))
+    fo_dataset.add_samples([x, y])
+    x, y = fo_dataset.first(), fo_dataset.last()
+    moved, deleted, kept = (d.id for d in x.ground_truth.detections)
+    relabelled = y.ground_truth.detections[0].id
+
+    # An existing field: FiftyOne infers type and classes and uploads the labels it has.
+    results = fo_dataset.annotate("fix", backend="cvat", **creds(fakecvat), label_field="ground_truth")
+    tid = results.task_ids[0]
+    frames = {v: k for k, v in frames_to_samples(results, tid).items()}
+    (job,) = annotator.jobs(tid)
+    labels = annotator.labels(job["id"])
+    assert {"cat", "dog"} <= set(labels)
+
+    # Every uploaded shape carries its FiftyOne id in the label_id attribute (the id round trip).
+    shapes = annotator.annotations(job["id"])["shapes"]
+    by_fo_id = {}
+    for s in shapes:
+        lab = next(lb for lb in labels.values() if lb["id"] == s["label_id"])
+        value = next(a["value"] for a in s["attributes"] if a["spec_id"] == annotator.spec(lab, "label_id"))
+        by_fo_id[value] = s
+    assert set(by_fo_id) == {moved, deleted, kept, relabelled}
+    assert by_fo_id[moved]["frame"] == frames[x.id] and by_fo_id[relabelled]["frame"] == frames[y.id]
+
+    # The annotator moves one box, deletes one, relabels one (carrying its id over to the new
+    # label's attribute, as an API client would), leaves one untouched and draws a new one.
+    out = [dict(by_fo_id[kept]), dict(by_fo_id[moved], points=[0.0, 0.0, 16.0, 12.0])]
+    out.append(dict(by_fo_id[relabelled], label_id=labels["cat"]["id"],
+                    attributes=[{"spec_id": annotator.spec(labels["cat"], "label_id"), "value": relabelled}]))
+    out.append({"type": "rectangle", "frame": frames[y.id], "label_id": labels["dog"]["id"],
+                "points": [48.0, 36.0, 64.0, 48.0], "attributes": []})
+    for s in out:
+        s.pop("id", None)
+    annotator.put(job["id"], shapes=out)
+    annotator.complete(job["id"])
+
+    # As in a new process: FiftyOne reloads the run and logs in again with what we pass.
+    fo_dataset.clear_cache()
+    fo_dataset.load_annotations("fix", **creds(fakecvat), unexpected="keep", cleanup=True)
+
+    x, y = fo_dataset.first(), fo_dataset.last()
+    xd = {d.id: d for d in x.ground_truth.detections}
+    assert set(xd) == {moved, kept}
+    assert xd[moved].label == "cat"
+    assert xd[moved].bounding_box == pytest.approx([0.0, 0.0, 0.25, 0.25], abs=1 / W)
+    assert xd[kept].bounding_box == pytest.approx([0.0, 0.5, 0.25, 0.25], abs=1 / W)
+    yd = {d.id: d for d in y.ground_truth.detections}
+    assert yd[relabelled].label == "cat"
+    assert yd[relabelled].bounding_box == pytest.approx([0.25, 0.25, 0.5, 0.5], abs=1 / W)
+    (new,) = [d for i, d in yd.items() if i != relabelled]
+    assert new.label == "dog" and new.bounding_box == pytest.approx([0.75, 0.75, 0.25, 0.25], abs=1 / W)
+    assert annotator.task_status(tid) == 404
