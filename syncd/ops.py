@@ -38,7 +38,8 @@ from .cvat import CVATError
 from .errors import MediaError, RunError, SampleFileError, SyncdError
 from .ids import is_object_id, label_id
 from .labels import export_sample, import_annotations, resolve_ids
-from .merge import merge_sample
+from .labels.video import check_frame_settings, export_video, import_video
+from .merge import merge_sample, merge_video
 from .runs import RunStore
 from .schema import FieldSchema, build_schema, cvat_labels, labels_of
 
@@ -58,11 +59,15 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
              image_quality: int = 75, cleanup: bool = False, allow_additions: bool = True,
              allow_deletions: bool = True, allow_label_edits: bool = True, allow_index_edits: bool = True,
              allow_spatial_edits: bool = True, trigger_tag: str | None = None, done_tag: str | None = None,
-             url: str | None = None, share_root: str | None = None, store: RunStore | None = None) -> dict:
+             url: str | None = None, share_root: str | None = None, frame_start=None, frame_stop=None,
+             frame_step=None, store: RunStore | None = None) -> dict:
     """Validate the samples and the schema and record the run. No CVAT call is made here.
 
     Samples whose media or sample file is bad are skipped with their reason; a bad schema, an
     existing key or no usable sample raises before anything is recorded.
+
+    ``frame_start``/``frame_stop``/``frame_step`` (videos): an int for every video, a list (one
+    per video, in order) or a dict {video path: int}.
     """
     store = store or RunStore(root)
     if store.exists(key):
@@ -102,6 +107,12 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
                           attributes=attributes, mask_targets=mask_targets, allow_additions=allow_additions,
                           allow_deletions=allow_deletions, allow_label_edits=allow_label_edits,
                           allow_index_edits=allow_index_edits, allow_spatial_edits=allow_spatial_edits)
+    videos = [r for r in rels if _is_video(r)]
+    frames = {}
+    for n, rel in enumerate(videos):
+        frames[rel] = list(check_frame_settings(_per_video(frame_start, rel, n, "frame_start"),
+                                                _per_video(frame_stop, rel, n, "frame_stop"),
+                                                _per_video(frame_step, rel, n, "frame_step")))
     nonce = secrets.token_hex(4)
     batches = []
     for index, group in enumerate(_batch(rels, task_size)):
@@ -114,16 +125,30 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
         "project_name": project_name or None, "project_id": project_id, "organization": organization or None,
         "image_quality": image_quality, "cleanup": bool(cleanup), "rule": rule_name,
         "trigger_tag": trigger_tag, "done_tag": done_tag, "nonce": nonce, "url": url,
-        "share_root": share_root or None,
+        "share_root": share_root or None, "frames": frames,
     }
     return store.create(key, config, status="planned", project=None, batches=batches, sent={},
                         hashes=hashes, merged=[], flagged={}, skipped=skipped, samples=rels)
 
 
+def _is_video(rel: str) -> bool:
+    return Path(rel).suffix.lower() in dataset.VIDEO_EXTS
+
+
+def _per_video(value, rel: str, n: int, name: str):
+    if isinstance(value, dict):
+        return value.get(rel)
+    if isinstance(value, (list, tuple)):
+        if n >= len(value):
+            raise SyncdError(f"{name}: {len(value)} value(s) given for more videos ({rel} is video #{n + 1})")
+        return value[n]
+    return value
+
+
 def _batch(rels: list[str], task_size: int | None) -> list[list[str]]:
     """Images share tasks of up to task_size; every video gets a task of its own."""
-    images = [r for r in rels if Path(r).suffix.lower() not in dataset.VIDEO_EXTS]
-    videos = [r for r in rels if Path(r).suffix.lower() in dataset.VIDEO_EXTS]
+    images = [r for r in rels if not _is_video(r)]
+    videos = [r for r in rels if _is_video(r)]
     size = task_size or len(images) or 1
     out = [images[i:i + size] for i in range(0, len(images), size)]
     return out + [[v] for v in videos]
@@ -246,7 +271,7 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
                                            image_quality=cfg.get("image_quality") or 75)
             else:
                 rq_id = client.upload_data(tid, files, image_quality=cfg.get("image_quality") or 75,
-                                           progress=progress)
+                                           progress=progress, **_frame_params(cfg, batch))
         except CVATError as e:
             if "Adding more data is not supported" not in str(e):
                 raise
@@ -260,6 +285,16 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
         jobs = _jobs_of(client, tid)
         _assign_jobs(client, cfg, jobs, batch)
         _set_batch(store, key, i, state="annotating", jobs=[j["id"] for j in jobs])
+
+
+def _frame_params(cfg: dict, batch: dict) -> dict:
+    """start_frame/stop_frame/frame_step of a video batch, as CVAT's data parameters."""
+    rel = batch["samples"][0]
+    if not _is_video(rel):
+        return {}
+    start, stop, step = (cfg.get("frames") or {}).get(rel) or (0, None, 1)
+    out = {"start_frame": start or None, "stop_frame": stop, "frame_step": step if step and step > 1 else None}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _under(path: Path, share_root: str) -> bool:
@@ -303,8 +338,13 @@ def _send_existing_labels(client, root, store: RunStore, run: dict, batch: dict)
     sizes = _frame_sizes(client, batch["task_id"])
     for frame, rel in enumerate(batch["samples"]):
         doc = dataset.read_sample(root, rel)
-        w, h = sizes.get(frame) or _frame_size(doc)
-        items, ids = export_sample(doc, frame, schema, w, h, root)
+        if _is_video(rel):
+            w, h = _frame_size(doc)
+            start, stop, step = (run["config"].get("frames") or {}).get(rel) or (0, None, 1)
+            items, ids = export_video(doc, schema, w, h, root, start, stop, step)
+        else:
+            w, h = sizes.get(frame) or _frame_size(doc)
+            items, ids = export_sample(doc, frame, schema, w, h, root)
         shapes += items.get("shapes", [])
         tags += items.get("tags", [])
         tracks += items.get("tracks", [])
@@ -394,6 +434,9 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
     run = store.get(key)
     task_labels = client.labels(task_id=tid)
     meta = client.data_meta(tid)
+    if _is_video(batch["samples"][0]):
+        _load_video(client, root, store, run, batch, schema, unexpected, summary, task_labels, meta)
+        return
     frames_meta = meta.get("frames") or []
     frames = {}
     for frame, rel in enumerate(batch["samples"]):
@@ -428,12 +471,7 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
         def change(sample, fields=fields, sent=sent):
             out = merge_sample(sample, fields, _with_already_merged(sample, fields, sent, dest_field),
                                schema, dest_field)
-            if trigger or done:
-                tags = [t for t in out.get("tags", []) if t != trigger]
-                if done and done not in tags:
-                    tags.append(done)
-                out["tags"] = tags
-            return out
+            return _swap_tags(out, trigger, done)
         try:
             dataset.update_sample(root, rel, change)
         except (SampleFileError, MediaError) as e:
@@ -449,6 +487,47 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
         summary["labels"] += sum(_count(v) for v in fields.values())
         if progress:
             progress(1)
+
+
+def _load_video(client, root, store, run, batch, schema, unexpected, summary, task_labels, meta) -> None:
+    """One video per task: read job by job (tracks cut at job boundaries must not come back
+    twice), interpolate tracks, merge frame by frame."""
+    rel, tid, key = batch["samples"][0], batch["task_id"], run["key"]
+    if rel in run.get("merged", []):
+        return
+    reason = _media_changed(root, rel, run)
+    if reason:
+        store.modify(key, lambda rec: rec.setdefault("flagged", {}).__setitem__(rel, reason))
+        summary["flagged"][rel] = reason
+        return
+    per_job = []
+    for job in sorted(_jobs_of(client, tid), key=lambda j: j["start_frame"]):
+        ann = client.job_annotations(job["id"])
+        _stamp_derived_ids(ann, task_labels, tid)
+        per_job.append((ann, job["start_frame"], job["stop_frame"]))
+    fields = import_video(per_job, task_labels, meta, schema, unexpected)
+    sent = run.get("sent", {}).get(rel, {})
+    trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
+
+    def change(sample):
+        return _swap_tags(merge_video(sample, fields, sent, schema), trigger, done)
+    try:
+        dataset.update_sample(root, rel, change)
+    except (SampleFileError, MediaError) as e:
+        summary["skipped"][rel] = str(e)
+        return
+    store.modify(key, lambda rec: rec["merged"].append(rel) if rel not in rec["merged"] else None)
+    summary["samples"] += 1
+    summary["labels"] += sum(_count(v) for frame in fields.get("frames", {}).values() for v in frame.values())
+
+
+def _swap_tags(sample: dict, trigger: str | None, done: str | None) -> dict:
+    if trigger or done:
+        tags = [t for t in sample.get("tags", []) if t != trigger]
+        if done and done not in tags:
+            tags.append(done)
+        sample["tags"] = tags
+    return sample
 
 
 def _with_already_merged(sample: dict, fields: dict, sent: dict, dest_field) -> dict:
