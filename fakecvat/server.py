@@ -9,7 +9,7 @@ import threading
 
 from waitress.server import create_server
 
-from .app import DEFAULT_USERS, DEFAULT_VERSION, create_app, seed_users
+from .app import DEFAULT_VERSION, create_app
 
 
 class FakeCVAT:

@@ -19,7 +19,7 @@ from typing import Iterable
 
 from . import dataset, ops
 from .cvat import CVATClient, CVATError, client_from_env
-from .errors import RunError, SyncdError
+from .errors import SyncdError
 from .runs import RunStore
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 import syncd
 from syncd.cvat import CVATClient
+from syncd.errors import RunError
 
 W, H = 64, 48
 
@@ -147,7 +148,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, fakecvat, client):
                             label_type="detections", classes=["a"])
     assert "broken.jpg" in result["skipped"]
     assert len(client.jobs(result["tasks"][0])) == 1
-    with pytest.raises(syncd.api.RunError, match="already exists"):
+    with pytest.raises(RunError, match="already exists"):
         syncd.annotate(tmp_path, "r1", ["ok.jpg"], client=client, label_field="gt", label_type="detections",
                        classes=["a"])
     with pytest.raises(ValueError, match="classes"):

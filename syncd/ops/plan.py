@@ -1,0 +1,115 @@
+"""Planning a run: validate samples and schema, split into batches, record it. No CVAT call."""
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Iterable
+
+from .. import dataset
+from ..errors import MediaError, RunError, SampleFileError, SyncdError
+from ..labels.video import check_frame_settings
+from ..runs import RunStore
+from ..schema import build_schema
+from .common import as_list, is_video
+
+log = logging.getLogger("syncd.ops")
+
+
+def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = None,
+             label_schema: dict | None = None, label_field: str | None = None, label_type: str | None = None,
+             classes=None, attributes=True, mask_targets=None, segment_size: int | None = None,
+             task_size: int | None = None, task_assignee=None, job_assignees=None, job_reviewers=None,
+             project_name: str | None = None, project_id: int | None = None, organization: str | None = None,
+             image_quality: int = 75, cleanup: bool = False, allow_additions: bool = True,
+             allow_deletions: bool = True, allow_label_edits: bool = True, allow_index_edits: bool = True,
+             allow_spatial_edits: bool = True, trigger_tag: str | None = None, done_tag: str | None = None,
+             url: str | None = None, share_root: str | None = None, frame_start=None, frame_stop=None,
+             frame_step=None, store: RunStore | None = None) -> dict:
+    """Validate the samples and the schema and record the run. No CVAT call is made here.
+
+    Samples whose media or sample file is bad are skipped with their reason; a bad schema, an
+    existing key or no usable sample raises before anything is recorded.
+
+    ``frame_start``/``frame_stop``/``frame_step`` (videos): an int for every video, a list (one
+    per video, in order) or a dict {video path: int}.
+    """
+    store = store or RunStore(root)
+    if store.exists(key):
+        raise RunError(f"run '{key}' already exists in {root}: pick another key or delete it first")
+    if image_quality is not None and not (0 <= int(image_quality) <= 100):
+        raise SyncdError(f"image_quality must be within 0..100, got {image_quality}")
+    for name, value in (("segment_size", segment_size), ("task_size", task_size)):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise SyncdError(f"{name} must be a non-negative integer, got {value!r}")
+
+    rels, docs, skipped, hashes = [], [], {}, {}
+    for rel in dict.fromkeys(samples):
+        try:
+            rel = dataset.safe_rel(root, rel)
+            if not dataset.is_media(rel):
+                raise MediaError(f"{rel}: not a media file syncd handles")
+            media = Path(root) / rel
+            if not media.is_file():
+                raise MediaError(f"{media}: no such media file")
+            doc = dataset.read_sample(root, rel)
+            metadata = dataset.compute_metadata(media)  # also refuses media that cannot be decoded
+            if not isinstance(doc.get("metadata"), dict) or "_cls" not in doc["metadata"]:
+                # like FiftyOne's compute_metadata() before annotate(): the sample gains its metadata
+                doc = dataset.update_sample(root, rel, lambda d: d.update(metadata=d.get("metadata") or metadata))
+            hashes[rel] = dataset.content_hash(media)
+        except (MediaError, SampleFileError) as e:
+            skipped[str(rel)] = str(e)
+            log.warning("skipping %s", e)
+            continue
+        rels.append(rel)
+        docs.append(doc)
+    if not rels:
+        reasons = "; ".join(f"{r}: {why}" for r, why in list(skipped.items())[:3])
+        raise SyncdError(f"run '{key}': no usable samples to annotate" + (f" ({reasons})" if reasons else ""))
+
+    schema = build_schema(docs, label_schema, label_field=label_field, label_type=label_type, classes=classes,
+                          attributes=attributes, mask_targets=mask_targets, allow_additions=allow_additions,
+                          allow_deletions=allow_deletions, allow_label_edits=allow_label_edits,
+                          allow_index_edits=allow_index_edits, allow_spatial_edits=allow_spatial_edits)
+    videos = [r for r in rels if is_video(r)]
+    frames = {}
+    for n, rel in enumerate(videos):
+        frames[rel] = list(check_frame_settings(_per_video(frame_start, rel, n, "frame_start"),
+                                                _per_video(frame_stop, rel, n, "frame_stop"),
+                                                _per_video(frame_step, rel, n, "frame_step")))
+    nonce = secrets.token_hex(4)
+    batches = []
+    for index, group in enumerate(_batch(rels, task_size)):
+        batches.append({"index": index, "name": f"syncd {key} #{index + 1} [{nonce}]", "samples": group,
+                        "task_id": None, "state": "planned", "rq_id": None, "jobs": []})
+    config = {
+        "schema": {name: fs.to_json() for name, fs in schema.items()},
+        "segment_size": segment_size, "task_size": task_size, "task_assignee": task_assignee,
+        "job_assignees": as_list(job_assignees), "job_reviewers": as_list(job_reviewers),
+        "project_name": project_name or None, "project_id": project_id, "organization": organization or None,
+        "image_quality": image_quality, "cleanup": bool(cleanup), "rule": rule_name,
+        "trigger_tag": trigger_tag, "done_tag": done_tag, "nonce": nonce, "url": url,
+        "share_root": share_root or None, "frames": frames,
+    }
+    return store.create(key, config, status="planned", project=None, batches=batches, sent={},
+                        hashes=hashes, merged=[], flagged={}, skipped=skipped, samples=rels)
+
+
+def _per_video(value, rel: str, n: int, name: str):
+    if isinstance(value, dict):
+        return value.get(rel)
+    if isinstance(value, (list, tuple)):
+        if n >= len(value):
+            raise SyncdError(f"{name}: {len(value)} value(s) given for more videos ({rel} is video #{n + 1})")
+        return value[n]
+    return value
+
+
+def _batch(rels: list[str], task_size: int | None) -> list[list[str]]:
+    """Images share tasks of up to task_size; every video gets a task of its own."""
+    images = [r for r in rels if not is_video(r)]
+    videos = [r for r in rels if is_video(r)]
+    size = task_size or len(images) or 1
+    out = [images[i:i + size] for i in range(0, len(images), size)]
+    return out + [[v] for v in videos]

@@ -1,0 +1,207 @@
+"""Uploading a run, one idempotent step at a time: project, task (found by its recorded name
+before being created), data, existing labels, job assignees."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .. import dataset
+from ..cvat import CVATError
+from ..errors import RunError
+from ..labels import export_sample, resolve_ids
+from ..labels.video import export_video
+from ..runs import RunStore
+from ..schema import cvat_labels
+from .common import as_list, frame_size, is_video, jobs_of, schema_of, set_batch
+
+log = logging.getLogger("syncd.ops")
+
+
+def advance_upload(client, root, key: str, *, store: RunStore | None = None, progress=None) -> bool:
+    """Take the run one step toward "every task has its data, labels and assignees".
+
+    Returns True once the run is annotating (or further). Safe to call again after a crash at
+    any point: every state is re-checked against CVAT before acting.
+    """
+    store = store or RunStore(root)
+    run = store.get(key)
+    if run["status"] not in ("planned", "uploading"):
+        return True
+    if run["status"] == "planned":
+        run = store.update(key, status="uploading")
+    if run["config"].get("project_name") or run["config"].get("project_id"):
+        if not run.get("project"):
+            _ensure_project(client, store, run)
+            return False
+    for batch in run["batches"]:
+        if batch["state"] != "annotating":
+            _advance_batch(client, root, store, run, batch, progress)
+            return False
+    store.update(key, status="annotating")
+    return True
+
+
+def upload_run(client, root, key: str, *, store: RunStore | None = None, progress=None, max_steps: int = 100000) -> dict:
+    """Drive ``advance_upload`` to the end (the one-shot ``annotate``)."""
+    store = store or RunStore(root)
+    for _ in range(max_steps):
+        if advance_upload(client, root, key, store=store, progress=progress):
+            return store.get(key)
+    raise RunError(f"run '{key}': upload did not converge")
+
+
+def _ensure_project(client, store: RunStore, run: dict) -> None:
+    cfg = run["config"]
+    labels = cvat_labels(schema_of(run))
+    if cfg.get("project_id"):
+        project = client.get_project(cfg["project_id"])
+        created = False
+    else:
+        project = client.find_project(cfg["project_name"])
+        created = project is None
+        if created:
+            project = client.create_project(cfg["project_name"], labels)
+    if not created:
+        have = {lb["name"] for lb in client.labels(project_id=project["id"])}
+        missing = [lb for lb in labels if lb["name"] not in have]
+        if missing:
+            client.add_project_labels(project["id"], missing)
+    store.update(run["key"], project={"id": project["id"], "created": created})
+
+
+def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progress) -> None:
+    key, i, cfg = run["key"], batch["index"], run["config"]
+    state = batch["state"]
+    if state in ("planned", "creating"):
+        # Intent first: a crash after the POST leaves a task we can find by its recorded name.
+        if state == "planned":
+            set_batch(store, key, i, state="creating")
+        found = client.find_tasks(batch["name"])
+        if found:
+            task = sorted(found, key=lambda t: t["id"])[0]
+            for extra in sorted(found, key=lambda t: t["id"])[1:]:
+                client.delete_task(extra["id"])  # only ever ours: the name carries the run's nonce
+        else:
+            project = run.get("project")
+            assignee = _round_robin(cfg.get("task_assignee"), i)
+            task = client.create_task(
+                batch["name"],
+                labels=None if project else cvat_labels(schema_of(run)),
+                project_id=project["id"] if project else None,
+                segment_size=cfg.get("segment_size"),
+                assignee_id=client.user_id(assignee) if assignee else None)
+        set_batch(store, key, i, task_id=task["id"], state="created")
+        return
+    tid = batch["task_id"]
+    if state in ("created", "uploading"):
+        task = client.get_task(tid)
+        if task.get("size", 0) > 0 and jobs_of(client, tid):
+            set_batch(store, key, i, state="ready")
+            return
+        if state == "uploading" and batch.get("rq_id"):
+            try:
+                client.wait_task_ready(tid, batch["rq_id"])
+                set_batch(store, key, i, state="ready")
+                return
+            except CVATError as e:
+                if "failed" in str(e).lower():
+                    raise
+        set_batch(store, key, i, state="uploading", rq_id=None)
+        files = [Path(root) / rel for rel in batch["samples"]]
+        share = cfg.get("share_root")
+        try:
+            if share and all(_under(f, share) for f in files):
+                rq_id = client.upload_data(tid, [], server_files=[str(Path(f).resolve().relative_to(Path(share).resolve()))
+                                                                   for f in files],
+                                           image_quality=cfg.get("image_quality") or 75)
+            else:
+                rq_id = client.upload_data(tid, files, image_quality=cfg.get("image_quality") or 75,
+                                           progress=progress, **_frame_params(cfg, batch))
+        except CVATError as e:
+            if "Adding more data is not supported" not in str(e):
+                raise
+            rq_id = None  # our earlier upload (lost answer) already attached the data
+        set_batch(store, key, i, rq_id=rq_id)
+        client.wait_task_ready(tid, rq_id)
+        set_batch(store, key, i, state="ready")
+        return
+    if state == "ready":
+        _send_existing_labels(client, root, store, run, batch)
+        jobs = jobs_of(client, tid)
+        _assign_jobs(client, cfg, jobs, batch)
+        set_batch(store, key, i, state="annotating", jobs=[j["id"] for j in jobs])
+
+
+def _frame_params(cfg: dict, batch: dict) -> dict:
+    """start_frame/stop_frame/frame_step of a video batch, as CVAT's data parameters."""
+    rel = batch["samples"][0]
+    if not is_video(rel):
+        return {}
+    start, stop, step = (cfg.get("frames") or {}).get(rel) or (0, None, 1)
+    out = {"start_frame": start or None, "stop_frame": stop, "frame_step": step if step and step > 1 else None}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _under(path: Path, share_root: str) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(share_root).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _round_robin(value, index: int):
+    values = as_list(value)
+    return values[index % len(values)] if values else None
+
+
+def _assign_jobs(client, cfg: dict, jobs: list[dict], batch: dict) -> None:
+    assignees = cfg.get("job_assignees") or []
+    if cfg.get("job_reviewers"):
+        # CVAT 2.x jobs have no reviewer field (FiftyOne drops job_reviewers the same way).
+        log.warning("job_reviewers ignored: CVAT 2.x has no job reviewer field")
+    if not assignees:
+        return
+    ids = {name: client.user_id(name) for name in set(assignees)}
+    offset = batch["index"] * len(jobs)
+    for n, job in enumerate(sorted(jobs, key=lambda j: j["start_frame"])):
+        want = ids[assignees[(offset + n) % len(assignees)]]
+        current = (job.get("assignee") or {}).get("id")
+        if current != want:
+            client.update_job(job["id"], assignee=want)
+
+
+def _send_existing_labels(client, root, store: RunStore, run: dict, batch: dict) -> None:
+    """Upload the labels the samples already carry (with label_id provenance); PUT replaces, so
+    doing it twice after a crash is harmless. Records which ids each sample sent."""
+    schema = schema_of(run)
+    shapes, tags, tracks, sent = [], [], [], {}
+    sizes = _frame_sizes(client, batch["task_id"])
+    for frame, rel in enumerate(batch["samples"]):
+        doc = dataset.read_sample(root, rel)
+        if is_video(rel):
+            w, h = frame_size(doc)
+            start, stop, step = (run["config"].get("frames") or {}).get(rel) or (0, None, 1)
+            items, ids = export_video(doc, schema, w, h, root, start, stop, step)
+        else:
+            w, h = sizes.get(frame) or frame_size(doc)
+            items, ids = export_sample(doc, frame, schema, w, h, root)
+        shapes += items.get("shapes", [])
+        tags += items.get("tags", [])
+        tracks += items.get("tracks", [])
+        sent[rel] = ids
+    tid = batch["task_id"]
+    if shapes or tags or tracks:
+        task_labels = client.labels(task_id=tid)
+        data = resolve_ids({"shapes": shapes, "tags": tags, "tracks": tracks}, task_labels)
+        client.put_task_annotations(tid, {"version": 0, **data})
+
+    def change(rec):
+        rec["sent"].update(sent)
+    store.modify(run["key"], change)
+
+
+def _frame_sizes(client, tid: int) -> dict[int, tuple[int, int]]:
+    """Frame sizes as CVAT decoded them: the coordinates annotators draw in."""
+    frames = client.data_meta(tid).get("frames") or []
+    return {i: (int(f["width"]), int(f["height"])) for i, f in enumerate(frames) if f.get("width")}
