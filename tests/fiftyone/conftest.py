@@ -19,6 +19,8 @@ from fo_helpers import Annotator, import_fiftyone
 # and never an interactive credentials prompt (FiftyOne falls back to input() without them).
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+# The bundled MongoDB is the oldest FiftyOne supports; skip the version nag on every connect.
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 
 @pytest.fixture
