@@ -11,6 +11,8 @@ import logging
 from dataclasses import asdict, dataclass, field as dc_field
 from typing import Any, Iterable, Iterator
 
+from .errors import SyncdError
+
 log = logging.getLogger(__name__)
 
 LABEL_TYPES = (
@@ -46,7 +48,7 @@ RESERVED_KEYS = frozenset({
 MAX_NAME = 64
 
 
-class SchemaError(ValueError):
+class SchemaError(SyncdError, ValueError):
     """A label schema FiftyOne would refuse; the message names the field/class/attribute."""
 
 
