@@ -101,6 +101,11 @@ def test_bad_media(case, root):
 
 # ---- sample files ------------------------------------------------------------------------------
 
+# FiftyOne has label classes syncd does not convert (GeoLocation, Heatmap, ...): a sample holding
+# one is a fine sample file; it is only refused by a run that would send that field to CVAT.
+READABLE_BUT_NOT_SENDABLE = {"unknown_cls"}
+
+
 @pytest.mark.parametrize("case", by_kind("sample"))
 def test_bad_sample_file(case, root):
     rel = case.make(root)
@@ -109,8 +114,11 @@ def test_bad_sample_file(case, root):
     sample = str(root / (rel + ".json"))
 
     check_message(oc.sample_outcome(root, rel), sample, case.expected)
-    with pytest.raises(SampleFileError):
+    if case.name in READABLE_BUT_NOT_SENDABLE:
         dataset.read_sample(root, rel)
+    else:
+        with pytest.raises(SampleFileError):
+            dataset.read_sample(root, rel)
     run = oc.plan(root, [rel, "good.jpg"])
     assert run["samples"] == ["good.jpg"]
     check_message(run["skipped"][rel], sample, case.expected)

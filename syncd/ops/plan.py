@@ -10,7 +10,7 @@ from .. import dataset
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
 from ..labels.video import check_frame_settings
 from ..runs import RunStore
-from ..schema import build_schema
+from ..schema import SchemaError, build_schema
 from .common import as_list, is_video
 
 log = logging.getLogger("syncd.ops")
@@ -68,10 +68,34 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
         reasons = "; ".join(f"{r}: {why}" for r, why in list(skipped.items())[:3])
         raise SyncdError(f"run '{key}': no usable samples to annotate" + (f" ({reasons})" if reasons else ""))
 
-    schema = build_schema(docs, label_schema, label_field=label_field, label_type=label_type, classes=classes,
-                          attributes=attributes, mask_targets=mask_targets, allow_additions=allow_additions,
-                          allow_deletions=allow_deletions, allow_label_edits=allow_label_edits,
-                          allow_index_edits=allow_index_edits, allow_spatial_edits=allow_spatial_edits)
+    def schema_for(some_docs):
+        return build_schema(some_docs, label_schema, label_field=label_field, label_type=label_type,
+                            classes=classes, attributes=attributes, mask_targets=mask_targets,
+                            allow_additions=allow_additions, allow_deletions=allow_deletions,
+                            allow_label_edits=allow_label_edits, allow_index_edits=allow_index_edits,
+                            allow_spatial_edits=allow_spatial_edits)
+    try:
+        schema = schema_for(docs)
+    except SchemaError as whole:
+        # A field whose existing labels are unusable in a few samples (e.g. an unknown _cls)
+        # should cost those samples, not the run: find them, skip them with the reason, retry.
+        bad = {}
+        for rel, doc in zip(rels, docs):
+            try:
+                schema_for([doc])
+            except SchemaError as e:
+                bad[rel] = f"{Path(root) / rel}.json: {e}"
+        if len(rels) == 1 and bad:
+            raise SchemaError(next(iter(bad.values()))) from None
+        if not bad or len(bad) == len(rels):
+            raise whole
+        for rel, why in bad.items():
+            skipped[rel] = why
+            log.warning("skipping %s", why)
+        keep = [i for i, rel in enumerate(rels) if rel not in bad]
+        rels, docs = [rels[i] for i in keep], [docs[i] for i in keep]
+        hashes = {rel: hashes[rel] for rel in rels}
+        schema = schema_for(docs)
     videos = [r for r in rels if is_video(r)]
     frames = {}
     for n, rel in enumerate(videos):
