@@ -144,7 +144,8 @@ def _value_kind(name: str, v: Any) -> str:
                       f"Int/Float/String/Boolean scalars can be annotated")
 
 
-def _stringify(v: Any) -> str:
+def stringify(v: Any) -> str:
+    """CVAT's string form of a value: None -> "", bools -> "true"/"false"."""
     if v is None:
         return ""
     if v is True:
@@ -229,7 +230,7 @@ def _normalize_attrs(fname: str, spec: Any, observed: dict[str, dict], existing:
                 "read_only": bool(a.get("read_only", False))}
         if "default" in a and a["default"] is not None:
             d = a["default"]
-            if values and d not in values and _stringify(d) not in map(_stringify, values):
+            if values and d not in values and stringify(d) not in map(stringify, values):
                 raise SchemaError(f"Field '{fname}': default {d!r} of attribute '{aname}' is "
                                   f"not one of its values {list(values)}")
             norm["default"] = d
@@ -325,10 +326,10 @@ def _build_field(fname: str, info: dict, samples: list[dict], defaults: dict) ->
                 extra = _normalize_attrs(fname, c.get("attributes", False), observed, True,
                                          ltype == "scalar")
                 for sc in sub:
-                    classes.append(_stringify(sc))
-                    class_attributes[_stringify(sc)] = extra
+                    classes.append(stringify(sc))
+                    class_attributes[stringify(sc)] = extra
             else:
-                classes.append(_stringify(c))
+                classes.append(stringify(c))
     for c in classes:
         if len(c) > MAX_NAME:
             raise SchemaError(f"Field '{fname}': class name '{c}' exceeds the {MAX_NAME} "
@@ -408,9 +409,9 @@ def label_name_map(schema: dict[str, FieldSchema]) -> dict[tuple[str, str | None
 
 
 def _cvat_attr(name: str, a: dict) -> dict:
-    values = [_stringify(v) for v in a.get("values") or []]
+    values = [stringify(v) for v in a.get("values") or []]
     if "default" in a:
-        default = _stringify(a["default"])
+        default = stringify(a["default"])
     elif a["type"] == "checkbox":
         default = "false"
     elif values and a["type"] in ("select", "radio"):

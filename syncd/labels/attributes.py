@@ -11,17 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ids import label_id
-
-
-def stringify(v: Any) -> str:
-    """CVAT's string form of a value: None -> "", bools -> "true"/"false"."""
-    if v is None:
-        return ""
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    return str(v)
+from ..schema import stringify  # noqa: F401  (one definition; the label modules import it from here)
 
 
 def coerce(value: Any) -> Any:
