@@ -1,0 +1,204 @@
+"""Running benchmarks: discovery, one worker process per benchmark, statistics, the table, JSON.
+
+Each benchmark runs in a fresh ``python -m bench --worker`` process so its peak RSS (from
+``os.wait4``) is its own and a crash or a leak cannot skew the next one.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import os
+import pkgutil
+import shutil
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from . import core
+from .core import REGISTRY, RATIOS, Context, env_with_pythonpath
+
+# modules of this package that are framework, not benchmark families
+FRAMEWORK = {"core", "runner", "servers", "data", "nullserver", "fo_worker", "__main__"}
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def discover() -> list[str]:
+    """Import every benchmark family module; return the ones that failed (with reasons)."""
+    failed = []
+    here = Path(__file__).resolve().parent
+    for info in sorted(pkgutil.iter_modules([str(here)]), key=lambda i: i.name):
+        if info.name in FRAMEWORK or info.name.startswith("_"):
+            continue
+        try:
+            importlib.import_module(f"bench.{info.name}")
+        except Exception as e:  # one broken family must not hide the others
+            failed.append(f"bench.{info.name}: {type(e).__name__}: {e}")
+    return failed
+
+
+def select(only: list[str] | None) -> list[str]:
+    names = list(REGISTRY)
+    if not only:
+        return names
+    chosen = []
+    for name in names:
+        for pat in only:
+            if name == pat or name.startswith(pat + ".") or fnmatch.fnmatch(name, pat):
+                chosen.append(name)
+                break
+    return chosen
+
+
+# --- the worker side -------------------------------------------------------------------------
+
+def run_worker(name: str, quick: bool, session_dir: str, out: str) -> int:
+    discover()
+    bench = REGISTRY[name]
+    work = tempfile.mkdtemp(prefix=f"{name}-", dir=session_dir)
+    ctx = Context(quick=quick, session_dir=Path(session_dir), work_dir=Path(work))
+    result = {"runs": [], "error": None}
+    try:
+        for _ in range(bench.quick_repeats if quick else bench.repeats):
+            figures = bench.fn(ctx)
+            result["runs"].append({k: float(v) for k, v in figures.items() if v is not None})
+    except BaseException as e:
+        result["error"] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+    finally:
+        try:
+            ctx.close()
+        except Exception:
+            traceback.print_exc()
+        Path(out).write_text(json.dumps(result))
+    return 0 if result["error"] is None else 1
+
+
+# --- the parent side -------------------------------------------------------------------------
+
+def _spawn(name: str, quick: bool, session_dir: str) -> dict:
+    out = Path(session_dir) / f"{name}.result.json"
+    cmd = [sys.executable, "-m", "bench", "--worker", name, "--session", session_dir, "--out", str(out)]
+    if quick:
+        cmd.append("--quick")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env_with_pythonpath())
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4 above
+    wall = time.perf_counter() - t0
+    try:
+        result = json.loads(out.read_text())
+    except (OSError, ValueError):
+        result = {"runs": [], "error": f"worker exited with {proc.returncode} and no result"}
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+    result["wall_seconds"] = wall
+    return result
+
+
+def _summarize(bench: core.Benchmark, raw: dict) -> dict:
+    figures = {}
+    for run in raw["runs"]:
+        for k, v in run.items():
+            figures.setdefault(k, []).append(v)
+    out = {"doc": bench.doc, "error": raw.get("error"), "peak_rss_mb": raw["peak_rss_mb"],
+           "wall_seconds": raw["wall_seconds"], "figures": {}, "targets": {}}
+    for k, values in figures.items():
+        out["figures"][k] = {"median": statistics.median(values), "min": min(values), "max": max(values),
+                             "values": values}
+    for k, (op, limit) in bench.targets.items():
+        med = out["figures"].get(k, {}).get("median")
+        met = None if med is None else (med < limit if op == "<" else med <= limit if op == "<=" else
+                                        med > limit if op == ">" else med >= limit)
+        out["targets"][k] = {"op": op, "value": limit, "met": met}
+    return out
+
+
+def _ratios(results: dict) -> list[dict]:
+    out = []
+    for r in RATIOS:
+        def get(ref):
+            b, f = ref
+            return results.get(b, {}).get("figures", {}).get(f, {}).get("median")
+        num, den = get(r.numerator), get(r.denominator)
+        value = num / den if num is not None and den else None
+        out.append({"name": r.name, "numerator": list(r.numerator), "denominator": list(r.denominator),
+                    "value": value, "target": r.target, "note": r.note,
+                    "met": None if value is None or r.target is None else value >= r.target})
+    return out
+
+
+def run(names: list[str], quick: bool, *, keep: bool = False, log=print) -> dict:
+    report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": quick,
+              "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                          "cpus": os.cpu_count()},
+              "benchmarks": {}}
+    session = tempfile.mkdtemp(prefix="syncd-bench-")
+    try:
+        for name in names:
+            log(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            raw = _spawn(name, quick, session)
+            report["benchmarks"][name] = _summarize(REGISTRY[name], raw)
+            if raw.get("error"):
+                log(f"[bench] {name} FAILED: {raw['error']}", file=sys.stderr, flush=True)
+    finally:
+        if keep:
+            log(f"[bench] kept scratch files (server logs) in {session}", file=sys.stderr)
+        else:
+            shutil.rmtree(session, ignore_errors=True)
+    report["ratios"] = _ratios(report["benchmarks"])
+    return report
+
+
+# --- output ----------------------------------------------------------------------------------
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3g}" if abs(v) >= 0.01 else f"{v:.2g}"
+
+
+def _mark(met) -> str:
+    return "" if met is None else (" ✓" if met else " ✗")
+
+
+def table(report: dict) -> str:
+    lines = ["| benchmark | figure | median | min | max | target | peak RSS MB |",
+             "|---|---|---:|---:|---:|---|---:|"]
+    for name, b in report["benchmarks"].items():
+        if b["error"] and not b["figures"]:
+            lines.append(f"| {name} | ERROR: {b['error'][:80]} | | | | | {_fmt(b['peak_rss_mb'])} |")
+            continue
+        first = True
+        for fig, s in b["figures"].items():
+            t = b["targets"].get(fig)
+            tgt = f"{t['op']} {_fmt(t['value'])}{_mark(t['met'])}" if t else ""
+            rss = _fmt(b["peak_rss_mb"]) if first else ""
+            lines.append(f"| {name if first else ''} | {fig} | {_fmt(s['median'])} | {_fmt(s['min'])} | "
+                         f"{_fmt(s['max'])} | {tgt} | {rss} |")
+            first = False
+    if report.get("ratios"):
+        lines += ["", "| ratio | value | target | note |", "|---|---:|---|---|"]
+        for r in report["ratios"]:
+            val = "-" if r["value"] is None else f"{r['value']:.2f}×"
+            tgt = "" if r["target"] is None else f"≥ {r['target']:g}×{_mark(r['met'])}"
+            lines.append(f"| {r['name']} | {val} | {tgt} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def save(report: dict, path: str | None) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    default = RESULTS_DIR / (time.strftime("%Y%m%d-%H%M%S") + ("-quick" if report["quick"] else "") + ".json")
+    text = json.dumps(report, indent=1)
+    default.write_text(text)
+    if path:
+        Path(path).write_text(text)
+    return default

@@ -1,0 +1,202 @@
+"""Upload: tagged samples → a CVAT task with its data ready, the same 1000 JPEGs for every client.
+
+- ``upload.syncd``: ``syncd.annotate(root, key, tag=...)`` with a detections schema (selection,
+  planning, metadata, upload, waiting for the data to be processed);
+- ``upload.cvat_sdk``: the official ``client.tasks.create_from_data`` (status polled every 50 ms);
+- ``upload.ceiling``: one raw multipart POST of the same bytes to a do-nothing server;
+- ``upload.zero_copy``: syncd with ``share_root``: only ``server_files`` names travel;
+- ``upload.fakecvat_ready``: fakecvat's own figure, one multipart POST + processing to ready.
+FiftyOne's ``annotate()`` lives in ``bench/fiftyone_bench.py``.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .core import benchmark, ratio
+from .servers import NullServer
+
+CLASSES = ["person", "vehicle", "animal"]
+TAG = "requires_annotation"
+
+
+def n_images(ctx) -> int:
+    return ctx.pick(1000, 100)
+
+
+def image_files(ctx) -> list[Path]:
+    return sorted(ctx.images(n_images(ctx)).glob("*.jpg"))
+
+
+def total_bytes(files) -> int:
+    return sum(f.stat().st_size for f in files)
+
+
+def make_dataset(ctx, parent: Path | None = None) -> tuple[Path, list[str]]:
+    """A fresh dataset root: the shared images hard-linked (no copy) plus tagged sample files."""
+    root = ctx.tmpdir("ds") if parent is None else Path(parent)
+    rels = []
+    for f in image_files(ctx):
+        os.link(f, root / f.name)
+        (root / (f.name + ".json")).write_text(json.dumps({"filepath": f.name, "tags": [TAG]}))
+        rels.append(f.name)
+    return root, rels
+
+
+def syncd_client(server):
+    from syncd.cvat import CVATClient
+    return CVATClient(server.url, username=server.username, password=server.password)
+
+
+def syncd_annotate(ctx, server, root: Path, **options) -> dict:
+    import syncd
+    with ctx.stopwatch() as sw:
+        client = syncd_client(server)
+        result = syncd.annotate(str(root), "bench", tag=TAG, client=client, label_field="ground_truth",
+                                label_type="detections", classes=CLASSES, **options)
+    assert len(result["tasks"]) == 1, result
+    return {"seconds": sw.seconds, "task": result["tasks"][0]}
+
+
+def _figures(ctx, seconds: float, server=None) -> dict:
+    files = image_files(ctx)
+    out = {"seconds": seconds, "images/s": len(files) / seconds,
+           "MB/s": total_bytes(files) / 1e6 / seconds}
+    if server is not None:
+        out["server_rss_mb"] = server.peak_rss_mb()
+    return out
+
+
+@benchmark("upload.syncd", repeats=3, targets={"seconds": ("<", 4.0)})
+def upload_syncd(ctx):
+    """syncd.annotate(tag=...) of 1000 JPEGs 640x480 to a task with data ready"""
+    server = ctx.fakecvat()
+    root, _ = make_dataset(ctx)
+    r = syncd_annotate(ctx, server, root)
+    return _figures(ctx, r["seconds"], server)
+
+
+@benchmark("upload.cvat_sdk", repeats=3)
+def upload_cvat_sdk(ctx):
+    """cvat-sdk tasks.create_from_data of the same 1000 JPEGs (status_check_period 0.05)"""
+    from cvat_sdk import make_client
+    from cvat_sdk.core.proxies.tasks import ResourceType
+    server = ctx.fakecvat()
+    files = [str(f) for f in image_files(ctx)]
+    with ctx.stopwatch() as sw:
+        with make_client(server.url, credentials=(server.username, server.password)) as client:
+            client.config.status_check_period = 0.05
+            task = client.tasks.create_from_data(
+                spec={"name": "bench-sdk", "labels": [{"name": c} for c in CLASSES]},
+                resource_type=ResourceType.LOCAL, resources=files, data_params={"image_quality": 75})
+            assert task.size == len(files), task.size
+    return _figures(ctx, sw.seconds, server)
+
+
+def raw_multipart_post(url: str, files: list[Path]) -> None:
+    """One multipart POST of ``files``, streamed from disk with a known Content-Length."""
+    boundary = uuid.uuid4().hex
+    heads = [(f"--{boundary}\r\nContent-Disposition: form-data; name=\"client_files[{i}]\"; "
+              f"filename=\"{f.name}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode() for i, f in enumerate(files)]
+    tail = f"--{boundary}--\r\n".encode()
+    length = sum(len(h) + f.stat().st_size + 2 for h, f in zip(heads, files)) + len(tail)
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.putrequest("POST", u.path or "/")
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders()
+    for head, f in zip(heads, files):
+        conn.send(head + f.read_bytes() + b"\r\n")
+    conn.send(tail)
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    assert resp.status == 201, resp.status
+
+
+@benchmark("upload.ceiling", repeats=3)
+def upload_ceiling(ctx):
+    """one raw multipart POST of the same bytes to a do-nothing server (loopback)"""
+    server = ctx.stack.enter_context(NullServer())
+    files = image_files(ctx)
+    with ctx.stopwatch() as sw:
+        raw_multipart_post(server.url + "/upload", files)
+    return _figures(ctx, sw.seconds)
+
+
+@benchmark("upload.fakecvat_ready", repeats=3, targets={"seconds": ("<", 3.0)})
+def upload_fakecvat_ready(ctx):
+    """fakecvat alone: one multipart POST of 1000 JPEGs + processing until the task is ready"""
+    server = ctx.fakecvat()
+    s = server.session()
+    files = image_files(ctx)
+    tid = s.post(server.url + "/api/tasks", json={"name": "raw", "labels": [{"name": "a"}]}).json()["id"]
+    with ctx.stopwatch() as sw:
+        raw_multipart_post_with_auth(server, f"/api/tasks/{tid}/data/", files)
+        _wait_ready(s, server.url, tid, len(files))
+    return _figures(ctx, sw.seconds, server)
+
+
+def raw_multipart_post_with_auth(server, path: str, files: list[Path]) -> str:
+    """A CVAT data POST as one multipart request (image_quality + files), Basic auth."""
+    import base64
+    boundary = uuid.uuid4().hex
+    first = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image_quality\"\r\n\r\n75\r\n"
+             f"--{boundary}\r\nContent-Disposition: form-data; name=\"sorting_method\"\r\n\r\npredefined\r\n").encode()
+    heads = [(f"--{boundary}\r\nContent-Disposition: form-data; name=\"client_files[{i}]\"; "
+              f"filename=\"{f.name}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode() for i, f in enumerate(files)]
+    tail = f"--{boundary}--\r\n".encode()
+    length = len(first) + sum(len(h) + f.stat().st_size + 2 for h, f in zip(heads, files)) + len(tail)
+    u = urlsplit(server.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.putrequest("POST", path)
+    auth = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+    conn.putheader("Authorization", f"Basic {auth}")
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders()
+    conn.send(first)
+    for head, f in zip(heads, files):
+        conn.send(head + f.read_bytes() + b"\r\n")
+    conn.send(tail)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    assert resp.status in (200, 201, 202), (resp.status, body[:300])
+    return json.loads(body or b"{}").get("rq_id", "")
+
+
+def _wait_ready(s, url: str, tid: int, size: int, timeout: float = 120) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = s.get(f"{url}/api/tasks/{tid}").json()
+        if task.get("size") == size and task.get("jobs", {}).get("count"):
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"task {tid} not ready after {timeout}s")
+
+
+@benchmark("upload.zero_copy", repeats=3)
+def upload_zero_copy(ctx):
+    """syncd with share_root: the server reads the files from its share (server_files)"""
+    share = ctx.work_dir / "share"
+    share.mkdir(exist_ok=True)
+    server = ctx.fakecvat(share_dir=share, key="share")
+    root = Path(ctx.tmpdir("ds").rename(share / f"ds{len(list(share.iterdir()))}"))
+    root, _ = make_dataset(ctx, root)
+    r = syncd_annotate(ctx, server, root, share_root=str(share))
+    return _figures(ctx, r["seconds"], server)
+
+
+ratio("upload: syncd vs cvat-sdk (speed-up)", ("upload.cvat_sdk", "seconds"), ("upload.syncd", "seconds"),
+      target=1.2)
+ratio("upload: syncd vs raw POST ceiling (share of ceiling)", ("upload.ceiling", "seconds"),
+      ("upload.syncd", "seconds"), target=0.8)
+ratio("zero-copy: syncd share_root vs cvat-sdk upload (speed-up)", ("upload.cvat_sdk", "seconds"),
+      ("upload.zero_copy", "seconds"), target=5)
