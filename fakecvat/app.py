@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as WerkzeugNotFound
+from werkzeug.routing import IntegerConverter
 
 from . import auth, control
 from .api import BLUEPRINTS
@@ -27,6 +28,16 @@ DEFAULT_VERSION = "2.80.0"
 DEFAULT_USERS = (("admin", "admin"),)
 
 
+class SignedIntConverter(IntegerConverter):
+    """``<int:...>`` that also matches negative ids: CVAT's router takes any segment as a
+    lookup and answers 404 for ``/api/tasks/-1``; werkzeug's unsigned int would leave the path
+    unrouted (a 501 "does not implement")."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("signed", True)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(*, data_dir=None, store: Store | None = None, users_spec=None, cvat_version: str = DEFAULT_VERSION,
                share_dir=None, media_dir=None) -> Flask:
     """Build a fakecvat app.
@@ -36,6 +47,7 @@ def create_app(*, data_dir=None, store: Store | None = None, users_spec=None, cv
     """
     app = Flask("fakecvat")
     app.url_map.strict_slashes = False  # CVAT accepts /data and /data/ alike; never redirect a POST
+    app.url_map.converters["int"] = SignedIntConverter  # before any rule is added
     store = store or Store(data_dir)
     stop_hooks = []
     if media_dir is None:
