@@ -1,13 +1,14 @@
 """syncd: move a dataset directory through CVAT annotation, unattended or one run at a time.
 
-The Python API (see syncd.api): annotate, load_annotations, resume, status, format_status, runs,
-rename_run, delete_run, tag. The daemon is ``syncd run ROOT`` (syncd.daemon).
+The Python API (see syncd.api): annotate, load_annotations, resume, status, format_status,
+list_runs, rename_run, delete_run, tag (``syncd.runs`` is the run-store module, not the
+listing). The daemon is ``syncd run ROOT`` (syncd.daemon).
 """
 __version__ = "0.1.0"
 
 
-_API = ("annotate", "load_annotations", "resume", "status", "format_status", "runs", "rename_run",
-        "delete_run", "tag")
+_API = ("annotate", "load_annotations", "resume", "status", "format_status", "list_runs", "runs",
+        "rename_run", "delete_run", "tag")
 
 
 def __getattr__(name):

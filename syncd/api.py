@@ -14,6 +14,7 @@ switch servers.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -27,6 +28,24 @@ def _client(url: str | None, client: CVATClient | None, organization: str | None
     if client is not None:
         return client
     return client_from_env(url, organization=organization) if organization else client_from_env(url)
+
+
+@contextmanager
+def _explained(cvat: CVATClient, hint: str = ""):
+    """A CVAT call that got no answer at all (refused, unreachable host, timeout) says so and
+    names the server, instead of surfacing the HTTP library's internals. ``hint`` (what to do
+    next) is added to any CVAT failure."""
+    try:
+        yield
+    except CVATError as e:
+        if e.status is None:
+            msg = f"no answer from CVAT at {cvat.url}: {e}{hint}"
+        elif hint:
+            msg = f"{e}{hint}"
+        else:
+            raise
+        raise CVATError(msg, status=e.status, url=e.url, method=e.method, body=e.body,
+                        maybe_applied=e.maybe_applied) from None
 
 
 def _select(root, samples: Iterable[str] | None, tag: str | None) -> list[str]:
@@ -74,7 +93,8 @@ def resume(root, key: str, *, url: str | None = None, client: CVATClient | None 
     store = RunStore(root)
     run = store.get(key)
     cvat = _client(url or run["config"].get("url"), client, run["config"].get("organization"))
-    ops.upload_run(cvat, root, key, store=store, progress=progress)
+    with _explained(cvat, f"; run '{key}' is recorded: finish it with `syncd annotate {root} {key} --resume`"):
+        ops.upload_run(cvat, root, key, store=store, progress=progress)
     run = store.get(key)
     tasks = [b["task_id"] for b in run["batches"]]
     result = {"key": key, "tasks": tasks, "jobs": {b["task_id"]: b["jobs"] for b in run["batches"]},
@@ -92,8 +112,9 @@ def load_annotations(root, key: str, *, cleanup: bool = False, unexpected: str =
     store = RunStore(root)
     run = store.get(key)
     cvat = _client(url or run["config"].get("url"), client, run["config"].get("organization"))
-    return ops.load_run(cvat, root, key, cleanup=cleanup, unexpected=unexpected, dest_field=dest_field,
-                        store=store, progress=progress)
+    with _explained(cvat):
+        return ops.load_run(cvat, root, key, cleanup=cleanup, unexpected=unexpected, dest_field=dest_field,
+                            store=store, progress=progress)
 
 
 def runs(root) -> list[dict]:
@@ -108,6 +129,11 @@ def runs(root) -> list[dict]:
     return out
 
 
+# ``syncd.runs`` is the run-store module (importing it shadows a package attribute of that
+# name), so the package exposes this function as ``syncd.list_runs``.
+list_runs = runs
+
+
 def rename_run(root, key: str, new_key: str) -> None:
     RunStore(root).rename(key, new_key)
 
@@ -119,7 +145,8 @@ def delete_run(root, key: str, *, cleanup: bool = False, url: str | None = None,
     run = store.get(key)
     if cleanup:
         cvat = _client(url or run["config"].get("url"), client, run["config"].get("organization"))
-        ops.cleanup_run(cvat, root, key, store=store)
+        with _explained(cvat):
+            ops.cleanup_run(cvat, root, key, store=store)
     store.delete(key)
 
 

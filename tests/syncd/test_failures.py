@@ -1,0 +1,238 @@
+"""Failure paths of one-shot runs against a real fakecvat: CVAT unreachable, an upload that
+fails halfway (fakecvat fault injection) and its ``resume``, bad requests that must leave nothing
+behind, and the dataset changing under a run (a person's edit, media replaced or deleted)."""
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+import syncd
+from syncd.cvat import CVATClient, CVATError
+from syncd.errors import RunError, SyncdError
+from syncd.schema import SchemaError
+
+W, H = 64, 48
+AUTH = ("admin", "admin")
+
+
+@pytest.fixture
+def client(fakecvat):
+    with CVATClient(fakecvat.url, username="admin", password="admin") as c:
+        yield c
+
+
+def make_images(root: Path, names, shade: int = 0) -> None:
+    for i, name in enumerate(names):
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (W, H), ((i * 40 + shade) % 255, 90, 160)).save(p)
+
+
+def read(root: Path, rel: str) -> dict:
+    """The sample file (absent until syncd or a person writes one: then an empty sample)."""
+    path = root / (rel + ".json")
+    return json.loads(path.read_text()) if path.exists() else {"filepath": rel, "tags": []}
+
+
+def tasks(url: str) -> list[dict]:
+    return requests.get(f"{url}/api/tasks?page_size=all", auth=AUTH).json()["results"]
+
+
+def draw_box(url: str, tid: int, frame: int, label: str = "cat") -> None:
+    """An annotator adds one rectangle on ``frame`` of task ``tid`` (job holding that frame)."""
+    labels = requests.get(f"{url}/api/labels?task_id={tid}&page_size=all", auth=AUTH).json()["results"]
+    lid = next(lb["id"] for lb in labels if lb["name"] == label)
+    jobs = requests.get(f"{url}/api/jobs?task_id={tid}&page_size=all", auth=AUTH).json()["results"]
+    job = next(j for j in jobs if j["start_frame"] <= frame <= j["stop_frame"])
+    r = requests.patch(f"{url}/api/jobs/{job['id']}/annotations?action=create", auth=AUTH,
+                       json={"version": 0, "tags": [], "tracks": [], "shapes": [
+                           {"type": "rectangle", "frame": frame, "label_id": lid, "points": [8.0, 6.0, 40.0, 30.0],
+                            "attributes": []}]})
+    assert r.status_code == 200, r.text
+
+
+def boxes(doc: dict, field: str = "gt") -> list[dict]:
+    return (doc.get(field) or {}).get("detections") or []
+
+
+OPTS = dict(label_field="gt", label_type="detections", classes=["cat", "dog"])
+
+
+# ---- CVAT unreachable / upload failing halfway ---------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_cvat_is_named_and_the_run_resumes_once_it_is_up(tmp_path, fakecvat_factory):
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with CVATClient(url, username="admin", password="admin", retries=0) as dead:
+        with pytest.raises(CVATError) as err:
+            syncd.annotate(tmp_path, "r1", ["a.jpg", "b.jpg"], client=dead, **OPTS)
+    msg = str(err.value)
+    assert f"no answer from CVAT at {url}" in msg and "--resume" in msg and "\n" not in msg
+    # the run is recorded (nothing made yet), so the retry can pick it up
+    [run] = syncd.list_runs(tmp_path)
+    assert run["key"] == "r1" and run["status"] == "uploading" and run["tasks"] == [None]
+    # status reports the run without raising, even with CVAT still down
+    assert syncd.status(tmp_path, client=CVATClient(url, username="admin", password="admin", retries=0))
+
+    server = fakecvat_factory(port=port)
+    with CVATClient(url, username="admin", password="admin") as live:
+        result = syncd.resume(tmp_path, "r1", client=live)
+    assert [t["id"] for t in tasks(server.url)] == result["tasks"]
+    assert tasks(server.url)[0]["size"] == 2
+
+
+def test_data_upload_failing_once_then_resume_reuses_the_task(tmp_path, fakecvat, client):
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    r = requests.post(f"{fakecvat.url}/_fakecvat/faults",
+                      json={"path": r"^/api/tasks/\d+/data/?$", "method": "POST", "status": 500, "times": 1})
+    assert r.status_code == 201
+    with pytest.raises(CVATError, match="500") as err:
+        syncd.annotate(tmp_path, "r1", ["a.jpg", "b.jpg"], client=client, **OPTS)
+    assert f"syncd annotate {tmp_path} r1 --resume" in str(err.value)
+    made = tasks(fakecvat.url)
+    assert len(made) == 1 and made[0]["size"] == 0          # the task exists, without data
+    assert syncd.list_runs(tmp_path)[0]["tasks"] == [made[0]["id"]]  # ... and is recorded
+
+    # annotate again with the same key points at --resume rather than making a second task
+    with pytest.raises(RunError, match="--resume"):
+        syncd.annotate(tmp_path, "r1", ["a.jpg", "b.jpg"], client=client, **OPTS)
+
+    result = syncd.resume(tmp_path, "r1", client=client)
+    assert result["tasks"] == [made[0]["id"]]
+    after = tasks(fakecvat.url)
+    assert len(after) == 1 and after[0]["size"] == 2
+    # resuming an uploaded run is a no-op
+    assert syncd.resume(tmp_path, "r1", client=client)["tasks"] == result["tasks"]
+    assert len(tasks(fakecvat.url)) == 1
+
+    draw_box(fakecvat.url, made[0]["id"], 1)
+    syncd.load_annotations(tmp_path, "r1", client=client, cleanup=True)
+    assert [d["label"] for d in boxes(read(tmp_path, "b.jpg"))] == ["cat"]
+    assert tasks(fakecvat.url) == []
+
+
+# ---- bad requests: a clear message, nothing half-written -----------------------------------------
+
+BAD = [
+    (dict(label_field="gt", label_type="boxes", classes=["a"]), "unsupported label type 'boxes'"),
+    (dict(label_field="gt", label_type="detections"), "provide classes"),
+    (dict(label_field="gt", label_type="detections", classes=["a"],
+          attributes={"color": {"type": "select"}}), "attribute 'color' of type 'select' requires"),
+    (dict(label_field="gt", label_type="detections", classes=["x" * 65]), "64 character limit"),
+    (dict(label_field="gt", label_type="detections", classes=["a"],
+          attributes={"hue": {"type": "slider", "values": [1]}}), "unsupported type 'slider'"),
+    (dict(label_field="seg", label_type="segmentation"), "requires 'mask_targets'"),
+    (dict(label_field="old", label_type="classification", classes=["a"]),
+     "Detections cannot be annotated as 'classification'"),
+]
+
+
+@pytest.mark.parametrize("options,reason", BAD, ids=[r for _, r in BAD])
+def test_bad_requests_name_the_cause_and_leave_nothing_behind(tmp_path, fakecvat, client, options, reason):
+    make_images(tmp_path, ["a.jpg"])
+    (tmp_path / "a.jpg.json").write_text(json.dumps({"filepath": "a.jpg", "tags": [], "old": {
+        "_cls": "Detections", "detections": [{"_id": {"$oid": "64d000000000000000000001"}, "_cls": "Detection",
+                                             "label": "a", "bounding_box": [0.1, 0.1, 0.5, 0.5]}]}}))
+    with pytest.raises((SchemaError, SyncdError)) as err:
+        syncd.annotate(tmp_path, "r1", ["a.jpg"], client=client, **options)
+    msg = str(err.value)
+    assert reason in msg and "\n" not in msg
+    if "Detections" not in reason:
+        # an error of the request is not blamed on a sample file
+        assert ".json" not in msg
+    assert syncd.list_runs(tmp_path) == []           # no run recorded: the key is free again
+    assert tasks(fakecvat.url) == []            # no orphan task
+    # the key can be used right away with a good request
+    syncd.annotate(tmp_path, "r1", ["a.jpg"], client=client, **OPTS)
+
+
+def test_corrupt_image_is_skipped_with_its_reason_the_rest_proceed(tmp_path, fakecvat, client):
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    result = syncd.annotate(tmp_path, "r1", ["a.jpg", "bad.jpg", "b.jpg"], client=client, **OPTS)
+    assert list(result["skipped"]) == ["bad.jpg"] and "bad.jpg" in result["skipped"]["bad.jpg"]
+    [task] = tasks(fakecvat.url)
+    assert task["size"] == 2
+    [report] = syncd.status(tmp_path, client=client)
+    assert "bad.jpg" in report["skipped"]
+    assert "skipped bad.jpg" in syncd.format_status([report])
+
+
+def test_every_sample_unusable_is_one_clear_error(tmp_path, fakecvat, client):
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(SyncdError, match="no usable samples.*bad.jpg"):
+        syncd.annotate(tmp_path, "r1", ["bad.jpg", "missing.jpg"], client=client, **OPTS)
+    assert syncd.list_runs(tmp_path) == [] and tasks(fakecvat.url) == []
+
+
+# ---- the dataset changing while a run is in CVAT -------------------------------------------------
+
+def test_a_persons_edit_during_annotation_survives_the_merge(tmp_path, fakecvat, client):
+    make_images(tmp_path, ["a.jpg"])
+    result = syncd.annotate(tmp_path, "r1", ["a.jpg"], client=client, **OPTS)
+    # someone edits the sample file while the task is open: a tag, a note, a label of another
+    # field, and a box they add to the annotated field themselves
+    doc = read(tmp_path, "a.jpg")
+    doc["tags"].append("reviewed")
+    doc["note"] = "check the left edge"
+    doc["weather"] = {"_id": {"$oid": "64e000000000000000000001"}, "_cls": "Classification", "label": "rain"}
+    doc["gt"] = {"_cls": "Detections", "detections": [
+        {"_id": {"$oid": "64e000000000000000000002"}, "_cls": "Detection", "label": "dog",
+         "bounding_box": [0.5, 0.5, 0.25, 0.25]}]}
+    (tmp_path / "a.jpg.json").write_text(json.dumps(doc))
+
+    draw_box(fakecvat.url, result["tasks"][0], 0)
+    syncd.load_annotations(tmp_path, "r1", client=client)
+    out = read(tmp_path, "a.jpg")
+    assert "reviewed" in out["tags"] and out["note"] == "check the left edge"
+    assert out["weather"]["label"] == "rain"
+    got = {d["label"]: d for d in boxes(out)}
+    assert set(got) == {"cat", "dog"}            # CVAT's box added, the person's box kept
+    assert got["dog"]["_id"]["$oid"] == "64e000000000000000000002"
+
+
+def test_media_changed_during_annotation_is_flagged_not_merged(tmp_path, fakecvat, client):
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    result = syncd.annotate(tmp_path, "r1", ["a.jpg", "b.jpg"], client=client, **OPTS)
+    tid = result["tasks"][0]
+    make_images(tmp_path, ["a.jpg"], shade=123)   # a.jpg replaced by other pixels
+    draw_box(fakecvat.url, tid, 0)
+    draw_box(fakecvat.url, tid, 1)
+    summary = syncd.load_annotations(tmp_path, "r1", client=client)
+    assert "a.jpg" in summary["flagged"] and "content hash" in summary["flagged"]["a.jpg"]
+    assert boxes(read(tmp_path, "a.jpg")) == []               # not merged blindly
+    assert [d["label"] for d in boxes(read(tmp_path, "b.jpg"))] == ["cat"]
+    [report] = syncd.status(tmp_path, client=client)
+    assert "a.jpg" in report["flagged"]
+    assert "FLAGGED a.jpg" in syncd.format_status([report])
+    syncd.load_annotations(tmp_path, "r1", client=client)      # loading again still does not merge it
+    assert boxes(read(tmp_path, "a.jpg")) == []
+
+
+def test_media_deleted_during_annotation_does_not_crash_the_load(tmp_path, fakecvat, client):
+    make_images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    result = syncd.annotate(tmp_path, "r1", ["a.jpg", "b.jpg", "c.jpg"], client=client, **OPTS)
+    tid = result["tasks"][0]
+    (tmp_path / "b.jpg").unlink()                      # media gone, sample file left behind
+    (tmp_path / "c.jpg").unlink()                      # both gone
+    (tmp_path / "c.jpg.json").unlink(missing_ok=True)
+    for frame in range(3):
+        draw_box(fakecvat.url, tid, frame)
+    summary = syncd.load_annotations(tmp_path, "r1", client=client, cleanup=True)
+    assert set(summary["flagged"]) == {"b.jpg", "c.jpg"}
+    assert "deleted" in summary["flagged"]["c.jpg"]
+    assert [d["label"] for d in boxes(read(tmp_path, "a.jpg"))] == ["cat"]
+    assert not (tmp_path / "c.jpg.json").exists()        # not resurrected
+    assert boxes(read(tmp_path, "b.jpg")) == []
+    assert tasks(fakecvat.url) == []
+    assert "FLAGGED c.jpg" in syncd.format_status(syncd.status(tmp_path, client=client))
