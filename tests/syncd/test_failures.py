@@ -203,6 +203,7 @@ def test_a_persons_edit_during_annotation_survives_the_merge(tmp_path, fakecvat,
 
 def test_media_changed_during_annotation_is_flagged_not_merged(tmp_path, fakecvat, client):
     make_images(tmp_path, ["a.jpg", "b.jpg"])
+    (tmp_path / "a.jpg.json").write_text(json.dumps({"filepath": "a.jpg", "tags": ["todo"]}))
     result = syncd.annotate(tmp_path, "r1", ["a.jpg", "b.jpg"], client=client, **OPTS)
     tid = result["tasks"][0]
     make_images(tmp_path, ["a.jpg"], shade=123)   # a.jpg replaced by other pixels
@@ -210,7 +211,7 @@ def test_media_changed_during_annotation_is_flagged_not_merged(tmp_path, fakecva
     draw_box(fakecvat.url, tid, 1)
     summary = syncd.load_annotations(tmp_path, "r1", client=client)
     assert "a.jpg" in summary["flagged"] and "content hash" in summary["flagged"]["a.jpg"]
-    assert boxes(read(tmp_path, "a.jpg")) == []               # not merged blindly
+    assert boxes(read(tmp_path, "a.jpg")) == [] and read(tmp_path, "a.jpg")["tags"] == ["todo"]  # not merged blindly
     assert [d["label"] for d in boxes(read(tmp_path, "b.jpg"))] == ["cat"]
     [report] = syncd.status(tmp_path, client=client)
     assert "a.jpg" in report["flagged"]
@@ -221,11 +222,13 @@ def test_media_changed_during_annotation_is_flagged_not_merged(tmp_path, fakecva
 
 def test_media_deleted_during_annotation_does_not_crash_the_load(tmp_path, fakecvat, client):
     make_images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    for rel in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / (rel + ".json")).write_text(json.dumps({"filepath": rel, "tags": ["todo"]}))
     result = syncd.annotate(tmp_path, "r1", ["a.jpg", "b.jpg", "c.jpg"], client=client, **OPTS)
     tid = result["tasks"][0]
     (tmp_path / "b.jpg").unlink()                      # media gone, sample file left behind
     (tmp_path / "c.jpg").unlink()                      # both gone
-    (tmp_path / "c.jpg.json").unlink(missing_ok=True)
+    (tmp_path / "c.jpg.json").unlink()
     for frame in range(3):
         draw_box(fakecvat.url, tid, frame)
     summary = syncd.load_annotations(tmp_path, "r1", client=client, cleanup=True)
@@ -233,6 +236,7 @@ def test_media_deleted_during_annotation_does_not_crash_the_load(tmp_path, fakec
     assert "deleted" in summary["flagged"]["c.jpg"]
     assert [d["label"] for d in boxes(read(tmp_path, "a.jpg"))] == ["cat"]
     assert not (tmp_path / "c.jpg.json").exists()        # not resurrected
-    assert boxes(read(tmp_path, "b.jpg")) == []
+    b = read(tmp_path, "b.jpg")                          # left as it was at annotate time
+    assert b["tags"] == ["todo"] and "gt" not in b
     assert tasks(fakecvat.url) == []
     assert "FLAGGED c.jpg" in syncd.format_status(syncd.status(tmp_path, client=client))
