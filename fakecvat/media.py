@@ -68,35 +68,96 @@ def preview_jpeg(image: Image.Image, size: int = 256) -> bytes:
 # ---- video -------------------------------------------------------------------------------
 
 def probe_video(path: str | Path, name: str | None = None) -> dict:
-    """``{"width", "height", "frames", "fps"}``; counts frames by demuxing when the container
-    does not say (cheap: packets are not decoded)."""
+    """``{"width", "height", "frames", "fps", "duration"}`` of a video's first video stream.
+
+    The frame count is the number of non-empty packets (demuxing only, no decoding), capped by
+    the container's own count when it has one: a truncated file whose header still promises
+    every frame is sized by what is really there. The first frame is decoded, so an unsupported
+    codec or garbage data fails here, at task creation, not later on a frame request.
+    """
     import av
+    label = name or Path(path).name
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise MediaError(f"No video stream found in {name or Path(path).name}")
+                raise MediaError(f"No video stream found in {label}: it holds no video, or its codec "
+                                 f"is not supported")
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             fps = float(stream.average_rate) if stream.average_rate else 25.0
-            count = stream.frames
-            if not count:
-                count = sum(1 for p in container.demux(stream) if p.size)
-            return {"width": width, "height": height, "frames": int(count), "fps": fps}
+            declared = int(stream.frames or 0)
+            packets = sum(1 for p in container.demux(stream) if p.size)
+        count = min(declared, packets) if declared else packets
+        if count <= 0:
+            raise MediaError(f"The video file {label} contains no frames")
+        first = video_frames(path, [0], name=label)[0]
+        if not width or not height:
+            width, height = first.size
     except MediaError:
         raise
     except Exception as e:  # PyAV raises many error types (InvalidDataError, OSError, ...)
-        raise MediaError(f"Unable to read the video file {name or Path(path).name}: {e}") from e
+        raise MediaError(f"Unable to read the video file {label}: {e}") from e
+    return {"width": width, "height": height, "frames": int(count), "fps": fps,
+            "duration": round(count / fps, 6) if fps else None}
 
 
 def video_frame(path: str | Path, number: int) -> Image.Image:
     """Decode frame ``number`` (0-based, source numbering) of a video as a PIL image."""
+    return video_frames(path, [number])[0]
+
+
+def video_frames(path: str | Path, numbers, name: str | None = None) -> list[Image.Image]:
+    """Decode the given source frames (any order, repeats allowed) in one pass over the file,
+    stopping after the last one needed: a chunk of 36 frames costs one decode, not 36."""
     import av
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for i, frame in enumerate(container.decode(stream)):
-            if i == number:
-                return frame.to_image()
-    raise MediaError(f"Frame {number} is out of range in {Path(path).name}")
+    wanted = sorted(set(int(n) for n in numbers))
+    label = name or Path(path).name
+    got: dict[int, Image.Image] = {}
+    if wanted:
+        try:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                targets = set(wanted)
+                for i, frame in enumerate(container.decode(stream)):
+                    if i in targets:
+                        got[i] = frame.to_image()
+                    if i >= wanted[-1]:
+                        break
+        except Exception as e:  # a file that broke after probing (truncated, replaced)
+            if not got or wanted[-1] not in got:
+                raise MediaError(f"Unable to decode frames of the video file {label}: {e}") from e
+    missing = [n for n in wanted if n not in got]
+    if missing:
+        raise MediaError(f"Frame {missing[0]} is out of range in {label}")
+    return [got[int(n)] for n in numbers]
+
+
+def encode_video(images: list[Image.Image], quality: int, fps: float = 25.0) -> bytes:
+    """An MP4 (MPEG-4 part 2) of the images, as CVAT's "video" chunks are MP4 segments.
+
+    ``quality`` (1..100, CVAT's image_quality) maps to the encoder's quantizer, 100 being the
+    finest; MPEG-4 part 2 accepts odd frame sizes, unlike H.264 in yuv420p.
+    """
+    import av
+    from fractions import Fraction
+    if not images:
+        return b""
+    w, h = images[0].size
+    buf = io.BytesIO()
+    qscale = max(1, min(31, round(31 - (max(1, min(int(quality), 100)) - 1) * 30 / 99)))
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1001) if fps else 25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.qmin = stream.codec_context.qmax = qscale
+        for im in images:
+            if im.size != (w, h):
+                im = im.resize((w, h))
+            for packet in stream.encode(av.VideoFrame.from_image(im.convert("RGB"))):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
 
 
 # ---- chunks ------------------------------------------------------------------------------

@@ -157,8 +157,8 @@ def serve_data(task: dict, lo: int, hi: int, job_chunks: bool = False) -> Respon
         span = range(max(span.start, lo), min(span.stop, hi + 1))
         if not span:
             raise ValidationError(["The chunk number should be in the job's range"])
-    payload = frames.chunk(task, span, quality)
-    resp = Response(payload, mimetype="application/zip")
+    payload, mime = frames.chunk(task, span, quality)
+    resp = Response(payload, mimetype=mime)
     resp.headers["X-Checksum"] = media.checksum(payload)
     resp.headers["X-Updated-Date"] = task["data"]["chunks_updated_date"]
     return resp

@@ -40,6 +40,14 @@ def _image(data: dict, number: int):
     return media.load_image(data["frames"][number]["path"])
 
 
+def chunk_types(data: dict | None) -> tuple[str, str]:
+    """(compressed, original) chunk types as CVAT reports them: a video task's chunks are MP4
+    segments, except compressed ones with ``use_zip_chunks`` (zips of JPEGs)."""
+    if not data or not data.get("video"):
+        return "imageset", "imageset"
+    return ("imageset" if data.get("use_zip_chunks") else "video"), "video"
+
+
 def frame(task: dict, number: int, quality: str) -> tuple[bytes, str]:
     """(bytes, mime) of one task frame; ``original`` is the stored file's bytes for images."""
     data = _data(task)
@@ -50,9 +58,22 @@ def frame(task: dict, number: int, quality: str) -> tuple[bytes, str]:
     return media.to_jpeg(_image(data, number), quality_value), "image/jpeg"
 
 
-def chunk(task: dict, numbers: range, quality: str) -> bytes:
-    """A zip chunk holding the given task frames (``000000.jpeg``... per CVAT's imageset)."""
+def chunk(task: dict, numbers: range, quality: str) -> tuple[bytes, str]:
+    """(bytes, mime) of a chunk holding the given task frames: a zip (``000000.jpeg``... per
+    CVAT's imageset) or, for a "video" chunk type, an MP4 of just those frames."""
     data = _data(task)
+    if data.get("video"):
+        compressed, original = chunk_types(data)
+        # one decoding pass for the whole chunk (frames are consecutive on the source's grid)
+        images = media.video_frames(data["video"]["path"], [source_index(data, n) for n in numbers],
+                                    name=data["frames"][0]["name"])
+        if (original if quality == "original" else compressed) == "video":
+            q = 100 if quality == "original" else task.get("image_quality", 70)
+            fps = data["video"].get("fps") or 25.0
+            return media.encode_video(images, q, fps / max(1, data.get("step", 1))), "video/mp4"
+        q = task.get("image_quality", 70)
+        return media.zip_chunk([(f"{i:06d}.jpeg", media.to_jpeg(im, q)) for i, im in enumerate(images)]), \
+            "application/zip"
     entries = []
     for i, n in enumerate(numbers):
         if quality == "original" and not data.get("video"):
@@ -60,7 +81,7 @@ def chunk(task: dict, numbers: range, quality: str) -> bytes:
             entries.append((f"{i:06d}{Path(f['name']).suffix.lower()}", Path(f["path"]).read_bytes()))
         else:
             entries.append((f"{i:06d}.jpeg", media.to_jpeg(_image(data, n), task.get("image_quality", 70))))
-    return media.zip_chunk(entries)
+    return media.zip_chunk(entries), "application/zip"
 
 
 def chunk_range(task: dict, index: int, lo: int, hi: int) -> range:

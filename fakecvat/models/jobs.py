@@ -9,6 +9,7 @@ from ..errors import FieldError, PermissionDenied, not_found
 from ..http import now
 from ..store import Store
 from . import access, events, users
+from .frames import chunk_types
 
 STAGES = ("annotation", "validation", "acceptance")
 STATES = ("new", "in progress", "completed", "rejected")
@@ -150,7 +151,7 @@ def serialize_job(store: Store, job: dict, base: str, viewer: dict | None = None
     task = store.get("tasks", job["task_id"]) or {}
     data = task.get("data") or {}
     assignee = store.get("users", job["assignee_id"]) if job.get("assignee_id") else None
-    chunk_type = "video" if data.get("video") else "imageset"
+    compressed_type, original_type = chunk_types(data)
     issues = store.find("issues", lambda i: i.get("job_id") == job["id"])
     see_task = viewer is None or access.can_view_task(store, viewer, task) if task else False
     return {
@@ -160,8 +161,8 @@ def serialize_job(store: Store, job: dict, base: str, viewer: dict | None = None
         "status": job_status(job), "stage": job["stage"], "state": job["state"],
         "mode": task.get("mode") or "", "frame_count": job["stop_frame"] - job["start_frame"] + 1,
         "start_frame": job["start_frame"], "stop_frame": job["stop_frame"],
-        "data_chunk_size": data.get("chunk_size"), "data_compressed_chunk_type": chunk_type,
-        "data_original_chunk_type": chunk_type, "created_date": job["created_date"],
+        "data_chunk_size": data.get("chunk_size"), "data_compressed_chunk_type": compressed_type,
+        "data_original_chunk_type": original_type, "created_date": job["created_date"],
         "updated_date": job["updated_date"],
         "issues": {"url": f"{base}/api/issues?job_id={job['id']}", "count": len(issues)},
         "labels": {"url": f"{base}/api/labels?job_id={job['id']}"},

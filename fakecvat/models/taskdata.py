@@ -101,6 +101,8 @@ def parse_params(params: dict, share_dir: str | None) -> dict:
         raise FieldError("frame_filter", "Invalid frame filter expression")
     out["frame_filter"] = f"step={int(m.group(1))}" if m and int(m.group(1)) > 1 else ""
     out["step"] = int(m.group(1)) if m else 1
+    zip_chunks = params.get("use_zip_chunks")  # a JSON bool or a multipart "true"/"false"
+    out["use_zip_chunks"] = zip_chunks is True or str(zip_chunks).lower() in ("true", "1")
     method = params.get("sorting_method") or "lexicographical"
     if method not in SORTING:
         raise FieldError("sorting_method", f'"{method}" is not a valid choice.')
@@ -247,7 +249,8 @@ def _process(store: Store, task: dict, prm: dict) -> None:
         chunk = max(2, min(72, 36 * 1920 * 1080 // max(1, w * h)))
     data = {"id": store.next_id("data"), "chunk_size": chunk, "start_frame": start, "stop_frame": stop,
             "frame_filter": p["frame_filter"], "step": step, "sorting_method": method, "storage": prm["storage"],
-            "frames": frames, "deleted_frames": [], "video": video, "chunks_updated_date": now()}
+            "frames": frames, "deleted_frames": [], "video": video, "chunks_updated_date": now(),
+            "use_zip_chunks": bool(video) and p.get("use_zip_chunks", False)}
     with store.lock:
         task = store.update("tasks", task["id"], data=data, size=size, mode=mode, upload=None,
                             image_quality=p["image_quality"], updated_date=now())

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import FieldError, ValidationError, not_found
 from ..http import now
 from ..store import Store
-from . import events, jobs, labels, requests, uploads, users
+from . import events, frames, jobs, labels, requests, uploads, users
 
 WRITE_ONCE = ("overlap", "segment_size", "consensus_replicas")
 LOCATIONS = ("local", "cloud_storage")
@@ -193,7 +193,7 @@ def serialize_task(store: Store, task: dict, base: str) -> dict:
     statuses = [jobs.job_status(j) for j in task_jobs]
     owner = store.get("users", task["owner_id"]) if task.get("owner_id") else None
     assignee = store.get("users", task["assignee_id"]) if task.get("assignee_id") else None
-    chunk_type = "video" if data and data.get("video") else "imageset"
+    compressed_type, original_type = frames.chunk_types(data)
     out = {
         "url": f"{base}/api/tasks/{task['id']}", "id": task["id"], "name": task["name"],
         "project_id": task.get("project_id"), "mode": task.get("mode") or "",
@@ -202,7 +202,7 @@ def serialize_task(store: Store, task: dict, base: str) -> dict:
         "updated_date": task["updated_date"], "overlap": task.get("overlap"),
         "segment_size": task.get("segment_size") or 0, "status": jobs.task_status(store, task["id"]),
         "data_chunk_size": data["chunk_size"] if data else None,
-        "data_compressed_chunk_type": chunk_type, "data_original_chunk_type": chunk_type,
+        "data_compressed_chunk_type": compressed_type, "data_original_chunk_type": original_type,
         "data_cloud_storage_id": None, "guide_id": None, "size": task.get("size") or 0,
         "image_quality": task.get("image_quality", 70), "dimension": "2d", "subset": task.get("subset") or "",
         "organization": None, "organization_id": None,
