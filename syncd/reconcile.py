@@ -18,6 +18,12 @@ retried later with exponential backoff; other runs go on. CVAT unreachable or an
 pauses every CVAT call with a global backoff (jitter, capped) and resumes by itself.
 Level-triggered: nothing here depends on which event caused the pass; running it twice in a row
 does nothing the second time.
+
+Cost of a pass (measured in bench/scale.py): with ``incremental`` on (the daemon turns it on
+while its file watcher runs), a pass re-examines only the media paths ``hint()`` named since the
+last pass, plus a full walk of the root when ``hint(None)`` asks (the watcher's periodic rescan,
+a directory event) or ``full_rescan`` seconds have passed. Events are hints, so a missed one
+costs at most a rescan interval. Without ``incremental``, every pass walks the whole root.
 """
 from __future__ import annotations
 
@@ -144,8 +150,26 @@ class Reconciler:
         self._cvat_failures = 0
         self._poked = threading.Event()
         self.on_project: Callable[[int], None] | None = None  # webhooks hook: project seen
+        # Incremental scans: paths hinted since the last pass (None inside = walk everything).
+        self.incremental = False
+        self.full_rescan = 300.0
+        self._dirty: set[str | None] = {None}
+        self._dirty_lock = threading.Lock()
+        self._full_at = float("-inf")
 
     # -- outside signals ------------------------------------------------------------------------
+
+    def hint(self, paths) -> None:
+        """Media paths (relative) that may have changed, or None: anything may have (rescan)."""
+        with self._dirty_lock:
+            if paths is None:
+                self._dirty.add(None)
+            else:
+                self._dirty.update(paths)
+
+    @property
+    def media_count(self) -> int:
+        return len(self._samples)
 
     def poke(self) -> None:
         """Something changed in CVAT (webhook): poll runs now, not at the next poll interval."""
@@ -176,39 +200,75 @@ class Reconciler:
     # -- dataset side -----------------------------------------------------------------------
 
     def _scan(self) -> dict[str, _SampleInfo]:
-        """Every media path with its sample file's tags (re-read only when the file changed)."""
-        found: dict[str, _SampleInfo] = {}
-        for rel in dataset.discover(self.root):
-            path = os.path.join(self.root, rel + dataset.SAMPLE_SUFFIX)
-            try:
-                st = os.stat(path)
-                sig = (st.st_mtime_ns, st.st_size, st.st_ino)
-            except FileNotFoundError:
-                found[rel] = _SampleInfo(None)
-                continue
-            except OSError as exc:
-                self._report(rel, "cannot stat sample file", exc, path=path)
-                continue
-            old = self._samples.get(rel)
-            if old is not None and old.sig == sig:
-                found[rel] = old
-                continue
-            try:
-                sample = dataset.read_sample(self.root, rel, create=False)
-                tags = sample.get("tags") or []
-                if not isinstance(tags, list):
-                    raise SampleFileError(f"{path}: 'tags' is not a list")
-                info = _SampleInfo(sig, frozenset(t for t in tags if isinstance(t, str)))
-                self.once.clear(rel)
-            except SampleFileError as exc:
-                # Left untouched and reported once per version of the file.
-                self._report(rel, "bad sample file, skipped", exc, cause_key=sig, path=path)
-                info = _SampleInfo(sig)
-            found[rel] = info
-        self._samples = found
-        for rel in [r for r in self._refused if r not in found]:
-            del self._refused[rel]  # gone from disk: forget
-        return found
+        """Every media path with its sample file's tags (re-read only when the file changed).
+
+        Walks the root when needed (see the module doc), else looks only at hinted paths."""
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+        now = self.clock()
+        if (not self.incremental or None in dirty or now - self._full_at >= self.full_rescan):
+            self._full_at = now
+            found: dict[str, _SampleInfo] = {}
+            for rel in dataset.discover(self.root):
+                info = self._look(rel)
+                if info is not None:
+                    found[rel] = info
+            self._samples = found
+            for rel in [r for r in self._refused if r not in found]:
+                del self._refused[rel]  # gone from disk: forget
+        else:
+            found = self._samples
+            for rel in dirty:
+                info = self._look(rel) if self._is_media_file(rel) else None
+                if info is None:
+                    found.pop(rel, None)
+                    self._refused.pop(rel, None)
+                else:
+                    found[rel] = info
+        # The caller may add entries for this pass only (auto-tagging): hand out a copy.
+        return dict(found)
+
+    def _is_media_file(self, rel: str) -> bool:
+        """What ``discover`` would list: a media name, no hidden part, a file inside the root."""
+        if not dataset.is_media(rel):
+            return False
+        path = os.path.join(self.root, rel)
+        if not os.path.isfile(path):
+            return False
+        if os.path.islink(path) or any(os.path.islink(os.path.join(self.root, *rel.split("/")[:i]))
+                                       for i in range(1, rel.count("/") + 1)):
+            real = os.path.realpath(path)
+            root = os.path.realpath(self.root)
+            return real.startswith(root + os.sep)
+        return True
+
+    def _look(self, rel: str) -> _SampleInfo | None:
+        """The sample-file state of media ``rel`` (cached while the file's signature holds);
+        None when it cannot even be stat'ed (reported)."""
+        path = os.path.join(self.root, rel + dataset.SAMPLE_SUFFIX)
+        try:
+            st = os.stat(path)
+            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            return _SampleInfo(None)
+        except OSError as exc:
+            self._report(rel, "cannot stat sample file", exc, path=path)
+            return None
+        old = self._samples.get(rel)
+        if old is not None and old.sig == sig:
+            return old
+        try:
+            sample = dataset.read_sample(self.root, rel, create=False)
+            tags = sample.get("tags") or []
+            if not isinstance(tags, list):
+                raise SampleFileError(f"{path}: 'tags' is not a list")
+            info = _SampleInfo(sig, frozenset(t for t in tags if isinstance(t, str)))
+            self.once.clear(rel)
+        except SampleFileError as exc:
+            # Left untouched and reported once per version of the file.
+            self._report(rel, "bad sample file, skipped", exc, cause_key=sig, path=path)
+            info = _SampleInfo(sig)
+        return info
 
     def _auto_tag(self, rule, media: dict[str, _SampleInfo]) -> list[float]:
         globs = self._globs.get(rule.name) or []
@@ -227,7 +287,9 @@ class Reconciler:
                 self._report(rel, "cannot create sample file", exc,
                              cause_key=self._media_sig(rel), path=os.path.join(self.root, rel))
                 continue
-            media[rel] = _SampleInfo(("fresh",), frozenset(written.get("tags") or ()))
+            # ("fresh",) matches no real signature: the next look re-reads the file.
+            media[rel] = self._samples[rel] = _SampleInfo(("fresh",),
+                                                          frozenset(written.get("tags") or ()))
             logs.event(log, "auto-tagged", rule=rule.name, path=rel, tag=rule.tag)
         return waits
 
