@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from fo_helpers import Annotator, import_fiftyone
+from fo_helpers import Annotator, connect_database, import_fiftyone
 
 # Set before FiftyOne is imported anywhere: no usage tracking, no progress bars in the logs,
 # and never an interactive credentials prompt (FiftyOne falls back to input() without them).
@@ -33,6 +33,7 @@ def annotator(fakecvat):
 def fo_dataset(request):
     """A fresh non-persistent FiftyOne dataset with a unique name, deleted afterwards."""
     fo = import_fiftyone()
+    connect_database()
     # A unique name: parallel workers (and other users of the machine) share one MongoDB.
     ds = fo.Dataset(f"syncd-test-{uuid.uuid4().hex}", persistent=False)
     try:

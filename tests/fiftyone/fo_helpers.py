@@ -3,6 +3,8 @@ it whatever other ``conftest`` modules pytest has loaded): generated images, ski
 FiftyOne is missing, and a CVAT annotator acting through fakecvat's REST API."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 from PIL import Image
@@ -19,6 +21,29 @@ def import_fiftyone():
     import fiftyone
 
     return fiftyone
+
+
+def connect_database() -> None:
+    """Connect to FiftyOne's MongoDB, starting it if no process of the machine has yet.
+
+    FiftyOne shares one mongod per machine between processes (a new process attaches to the
+    running service), but two processes that start it at the same moment race: the loser's
+    mongod exits on the data directory's lock and FiftyOne waits 60 s before failing. Parallel
+    test workers therefore take turns at the first connection, under a file lock.
+    """
+    import fcntl
+
+    import fiftyone.core.odm.database as fodb
+    from fiftyone import config
+
+    lock_path = Path(config.database_dir).parent / "syncd-tests-db-start.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fodb.get_db_conn()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def make_images(folder, names, size=(W, H)):
