@@ -122,8 +122,10 @@ class Store:
     def dump(self) -> dict:
         """A deep copy of all state (the control API's state dump)."""
         with self.lock:
+            # A real copy: callers (the state endpoint) edit the dump, e.g. strip passwords.
             return {
-                "tables": {t: {str(k): v for k, v in rows.items()} for t, rows in self._tables.items()},
+                "tables": {t: {str(k): copy.deepcopy(v) for k, v in rows.items()}
+                           for t, rows in self._tables.items()},
                 "counters": dict(self._counters),
             }
 
