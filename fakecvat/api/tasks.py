@@ -13,6 +13,10 @@ TASK_FILTERS = ("project_name", "name", "owner", "status", "assignee", "subset",
                 "tracker_link", "validation_mode", "project_id", "id")
 
 
+# fields whose change is an owner-level scope in CVAT (update:owner, update:assignee, update:project)
+OWNER_FIELDS = ("owner_id", "assignee_id", "project_id")
+
+
 def store():
     return current_app.config["STORE"]
 
@@ -55,13 +59,17 @@ def get_task(task_id: int):
 @bp.patch("/api/tasks/<int:task_id>")
 def patch_task(task_id: int):
     task = visible_task(task_id, change=True)
-    task = tasks.patch_task(store(), current_user(), task, body_dict())
+    data = body_dict()
+    if any(k in data for k in OWNER_FIELDS):
+        access.require(access.can_manage_task(store(), current_user(), task))
+    task = tasks.patch_task(store(), current_user(), task, data)
     return respond(tasks.serialize_task(store(), task, base_url()))
 
 
 @bp.delete("/api/tasks/<int:task_id>")
 def delete_task(task_id: int):
     task = visible_task(task_id, change=True)
+    access.require(access.can_manage_task(store(), current_user(), task))
     tasks.delete_task(store(), task, current_app.config["MEDIA_DIR"], sender=current_user())
     return no_content()
 

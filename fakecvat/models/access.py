@@ -1,9 +1,9 @@
 """Who may see and change what (CVAT's OPA rules, sandbox context; reference/cvat-api.md §8.3, §12).
 
 - admin: everything;
-- a project is visible to its owner and assignee, and to staff of any of its tasks;
-- a task is visible to its owner and assignee, its project's owner and assignee, and to the
-  assignees of its jobs (who then see the task read-only);
+- a project is visible to its owner and assignee;
+- a task is visible to its owner and assignee and to its project's owner and assignee (CVAT's
+  tasks.rego: a job's assignee is not task staff and sees neither the task nor its project);
 - a job is visible to its assignee and to the staff of its task and project.
 Objects that exist but are not visible answer 403, not 404.
 """
@@ -37,19 +37,24 @@ def is_job_staff(store: Store, user, job: dict) -> bool:
 
 
 def can_view_project(store: Store, user, project: dict) -> bool:
-    if is_admin(user) or is_project_staff(user, project):
-        return True
-    return any(can_view_task(store, user, t) for t in store.find("tasks", lambda t: t.get("project_id") == project["id"]))
+    return is_admin(user) or is_project_staff(user, project)
 
 
 def can_view_task(store: Store, user, task: dict) -> bool:
-    if is_admin(user) or is_task_staff(store, user, task):
-        return True
-    return any(j.get("assignee_id") == _uid(user) for j in store.find("jobs", lambda j: j["task_id"] == task["id"]))
+    return is_admin(user) or is_task_staff(store, user, task)
 
 
 def can_change_task(store: Store, user, task: dict) -> bool:
     return is_admin(user) or is_task_staff(store, user, task)
+
+
+def can_manage_task(store: Store, user, task: dict) -> bool:
+    """CVAT's owner-level task scopes (delete, update:owner/assignee/project): the task's
+    owner or its project's staff, not its assignee."""
+    if is_admin(user) or _uid(user) == task.get("owner_id"):
+        return True
+    project = store.get("projects", task["project_id"]) if task.get("project_id") else None
+    return is_project_staff(user, project)
 
 
 def can_view_job(store: Store, user, job: dict) -> bool:
