@@ -3,9 +3,7 @@ data/meta, frames and chunks, and ``/preview`` (cvat-api.md §6.2-6.5)."""
 from __future__ import annotations
 
 import io
-import io
 import re
-import tempfile
 import tempfile
 
 from flask import Blueprint, Response, current_app, request
@@ -81,37 +79,6 @@ class _GrowingPart(io.BytesIO):
         return None if getattr(self, "_spilled", None) else super().getvalue()
 
 
-def _part_stream(total_content_length, content_type, filename=None, content_length=None):
-    if content_length is not None and content_length > PART_IN_MEMORY:
-        return tempfile.TemporaryFile("rb+")
-    return _GrowingPart()
-
-
-PART_IN_MEMORY = 16 * 1024 * 1024
-
-
-class _GrowingPart(io.BytesIO):
-    """A part kept in memory until it passes PART_IN_MEMORY (multipart parts rarely state
-    their length), then moved to a temporary file."""
-
-    def write(self, data) -> int:
-        if self.tell() + len(data) > PART_IN_MEMORY and not getattr(self, "_spilled", None):
-            self._spilled = tempfile.TemporaryFile("rb+")
-            self._spilled.write(self.getvalue())
-        if getattr(self, "_spilled", None):
-            return self._spilled.write(data)
-        return super().write(data)
-
-    def seek(self, *a):
-        return self._spilled.seek(*a) if getattr(self, "_spilled", None) else super().seek(*a)
-
-    def read(self, *a):
-        return self._spilled.read(*a) if getattr(self, "_spilled", None) else super().read(*a)
-
-    def getvalue(self):
-        return None if getattr(self, "_spilled", None) else super().getvalue()
-
-
 def _tus(resp: Response) -> Response:
     for k, v in uploads.TUS_HEADERS.items():
         resp.headers[k] = v
@@ -123,9 +90,6 @@ def post_data(task_id: int):
     task = visible_task(task_id, change=True)
     # the SDK packs up to 100 MiB of files into one request: thousands of parts are normal
     request.max_form_parts = 10 ** 9  # (None would fall back to the 1000 default)
-    # werkzeug spools every part of a large body to its own temporary file (an open per image);
-    # images are small: keep each part in memory, big ones (videos) still go to disk
-    request._get_file_stream = _part_stream
     # werkzeug spools every part of a large body to its own temporary file (an open per image);
     # images are small: keep each part in memory, big ones (videos) still go to disk
     request._get_file_stream = _part_stream
