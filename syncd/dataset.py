@@ -397,7 +397,9 @@ def _video_metadata(path: Path, ext: str, size: int) -> dict:
             if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg probes content: a JPEG named .mp4
                 raise MediaError(f"{path}: cannot read video: the file holds a still image ({fmt})")
             if not container.streams.video:
-                raise MediaError(f"{path}: no video stream")
+                # FFmpeg drops streams whose codec it does not know: say so, not just "none"
+                raise MediaError(f"{path}: no video stream (none in the file, or its codec is "
+                                 f"not supported)")
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -408,10 +410,20 @@ def _video_metadata(path: Path, ext: str, size: int) -> dict:
                 duration = container.duration / av.time_base
             else:
                 duration = 0.0
-            frames = stream.frames
+            declared = stream.frames
+            # Count packets (demux only, no decode): Matroska/WebM store no frame count, and a
+            # truncated MP4 still declares every frame in its header.
+            frames = sum(1 for p in container.demux(stream) if p.size)
+            if declared and frames < declared:
+                raise MediaError(f"{path}: the video is truncated or damaged: {frames} of its "
+                                 f"{declared} frames are in the file")
             if not frames:
-                # Matroska/WebM don't store a frame count: count packets (demux only, no decode).
-                frames = sum(1 for p in container.demux(stream) if p.size)
+                raise MediaError(f"{path}: the video has no frames")
+            # CVAT decodes every frame: a file whose first frame does not decode (unsupported
+            # codec, damaged data) is refused here, naming the file, not later by the server
+            container.seek(0)
+            if next(container.decode(stream), None) is None:
+                raise MediaError(f"{path}: cannot decode the video's first frame")
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:

@@ -31,7 +31,8 @@ from .tracks import build_track, interpolate_track
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export_video", "import_video", "frame_map", "check_frame_settings", "parse_step"]
+__all__ = ["export_video", "import_video", "frame_map", "check_frame_settings", "check_step_with_tracks",
+           "parse_step"]
 
 TRACKED_TYPES = ("detections", "instances", "polylines", "polygons", "keypoints")
 _LID_SPEC = "__syncd_label_id__"  # spec id for labels lacking a label_id attribute (ids only)
@@ -109,8 +110,7 @@ def export_video(sample: dict, schema: dict[str, FieldSchema], width: int, heigh
         values = {int(n): (fr or {}).get(key) for n, fr in frames.items() if str(n).isdigit()}
         tracked = [lab for v in values.values() for lab in labels_of(v) if _is_tracked(fs, lab)]
         if tracked and step > 1:
-            raise SyncdError(f"frame_step={step} cannot be used for '{sample.get('filepath')}': "
-                             f"field '{fname}' holds existing tracks (labels with an index)")
+            raise _step_error(sample, fname, step)
         only_keyframes = any(lab.get("keyframe") for lab in tracked)
         seqs: dict[tuple[str, Any], list] = {}
         immutable: dict[tuple[str, Any], dict] = {}
@@ -146,6 +146,25 @@ def export_video(sample: dict, schema: dict[str, FieldSchema], width: int, heigh
                 out["tracks"].append(track)
         sent[fname] = list(dict.fromkeys(ids))
     return out, sent
+
+
+def _step_error(sample: dict, fname: str, step: int) -> SyncdError:
+    return SyncdError(f"frame_step={step} cannot be used for '{sample.get('filepath')}': "
+                      f"field '{fname}' holds existing tracks (labels with an index)")
+
+
+def check_step_with_tracks(sample: dict, schema: dict[str, FieldSchema], frame_step: int) -> None:
+    """SyncdError (naming the file and the field) when ``frame_step`` > 1 meets existing tracks:
+    planning refuses such a video up front instead of failing its upload halfway."""
+    if frame_step <= 1:
+        return
+    for fname, fs in schema.items():
+        if not fname.startswith("frames.") or fs.type not in TRACKED_TYPES:
+            continue
+        key = fname[len("frames."):]
+        for fr in (sample.get("frames") or {}).values():
+            if any(_is_tracked(fs, lab) for lab in labels_of((fr or {}).get(key))):
+                raise _step_error(sample, fname, frame_step)
 
 
 def _with_labels(value: dict, labels: list[dict]) -> dict:

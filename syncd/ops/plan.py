@@ -9,7 +9,7 @@ from typing import Iterable
 
 from .. import dataset
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
-from ..labels.video import check_frame_settings
+from ..labels.video import check_frame_settings, check_step_with_tracks
 from ..runs import RunStore
 from ..schema import SchemaError, build_schema
 from .common import as_list, is_video
@@ -109,6 +109,20 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
         frames[rel] = list(check_frame_settings(_per_video(frame_start, rel, n, "frame_start"),
                                                 _per_video(frame_stop, rel, n, "frame_stop"),
                                                 _per_video(frame_step, rel, n, "frame_step")))
+    # a frame step over existing tracks costs that video (named, with the field), not the run
+    for rel in videos:
+        try:
+            check_step_with_tracks(docs[rels.index(rel)], schema, frames[rel][2])
+        except SyncdError as e:
+            skipped[rel] = f"{Path(root) / rel}: {e}"
+            log.warning("skipping %s", skipped[rel])
+            i = rels.index(rel)
+            del rels[i], docs[i]
+            hashes.pop(rel, None)
+            frames.pop(rel)
+    if not rels:
+        reasons = "; ".join(f"{r}: {why}" for r, why in list(skipped.items())[:3])
+        raise SyncdError(f"run '{key}': no usable samples to annotate ({reasons})")
     nonce = secrets.token_hex(4)
     batches = []
     for index, group in enumerate(_batch(rels, task_size)):
