@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import api
+from .errors import SyncdError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,9 +89,11 @@ def _progress(label: str, enabled: bool):
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    # on stderr: rich's default console is stdout, which scripts read (`syncd ... | jq`)
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TimeRemainingColumn(), transient=True) as bar:
+                  TimeRemainingColumn(), transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done, total=None):
@@ -108,9 +111,14 @@ def cmd_annotate(args) -> int:
                                                    "project_name", "project_id", "organization", "image_quality")
                    if getattr(args, k) is not None}
         if args.schema:
-            options["label_schema"] = json.loads(Path(args.schema).read_text("utf-8"))
+            options["label_schema"] = _json_arg("--schema", args.schema, from_file=True)
         if args.mask_targets:
-            options["mask_targets"] = {int(k): v for k, v in json.loads(args.mask_targets).items()}
+            targets = _json_arg("--mask-targets", args.mask_targets)
+            try:
+                options["mask_targets"] = {int(k): v for k, v in targets.items()}
+            except (AttributeError, TypeError, ValueError):
+                raise SyncdError(f"--mask-targets: expected a JSON object of integer keys, e.g. "
+                                 f'{{"1": "road"}}, got {args.mask_targets!r}') from None
         for flag in ("additions", "deletions", "label_edits", "index_edits", "spatial_edits"):
             if getattr(args, f"no_{flag}"):
                 options[f"allow_{flag}"] = False
@@ -121,6 +129,20 @@ def cmd_annotate(args) -> int:
     for rel, why in result["skipped"].items():
         print(f"skipped {rel}: {why}", file=sys.stderr)
     return 0
+
+
+def _json_arg(flag: str, value: str, from_file: bool = False):
+    """A JSON option (or the JSON file it names), or a one-line SyncdError saying what is wrong."""
+    text = value
+    if from_file:
+        try:
+            text = Path(value).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SyncdError(f"{flag} {value}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise SyncdError(f"{flag} {value if from_file else repr(value)}: not valid JSON ({e})") from None
 
 
 def cmd_load(args) -> int:
