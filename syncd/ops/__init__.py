@@ -18,7 +18,7 @@ Run record shape (stored by syncd.runs.RunStore)::
      "batches": [{"index", "name", "samples": [rel, ...], "task_id": int|None,
                   "state": "planned"|"creating"|"created"|"uploading"|"ready"|"annotating"
                            |"loaded"|"deleting"|"deleted",
-                  "rq_id", "jobs": [job ids]}],
+                  "rq_id", "jobs": [job ids], "labels_sent": bool}],
      "sent": {rel: {field: [label ids]}},      # what each sample carried into CVAT
      "hashes": {rel: sha256},                  # media content when sent
      "merged": [rel, ...],                     # samples whose labels are already on disk

@@ -126,7 +126,10 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
         set_batch(store, key, i, state="ready")
         return
     if state == "ready":
-        _send_existing_labels(client, root, store, run, batch)
+        # Once recorded as sent, never again: a second PUT (replace) after a failure while
+        # assigning jobs would wipe what annotators of already-assigned jobs have drawn.
+        if not batch.get("labels_sent"):
+            _send_existing_labels(client, root, store, run, batch)
         jobs = jobs_of(client, tid)
         _assign_jobs(client, cfg, jobs, batch)
         set_batch(store, key, i, state="annotating", jobs=[j["id"] for j in jobs])
@@ -198,6 +201,7 @@ def _send_existing_labels(client, root, store: RunStore, run: dict, batch: dict)
 
     def change(rec):
         rec["sent"].update(sent)
+        rec["batches"][batch["index"]]["labels_sent"] = True
     store.modify(run["key"], change)
 
 
