@@ -155,7 +155,10 @@ class DaemonProc:
         self.log_path = Path(root).parent / f"{Path(root).name}-daemon-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")
         self.started = time.monotonic()
-        env.update({k: v for k, v in env_with_pythonpath().items() if k == "PYTHONPATH"})
+        env["PYTHONPATH"] = env_with_pythonpath()["PYTHONPATH"]
+        if os.environ.get("BENCH_SYNCD_PATH"):
+            # before/after figures: run the daemon from another checkout (e.g. a git worktree)
+            env["PYTHONPATH"] = os.environ["BENCH_SYNCD_PATH"] + os.pathsep + env["PYTHONPATH"]
         self.proc = subprocess.Popen([sys.executable, "-m", "syncd", "run", str(root)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=self._log,
                                      stdin=subprocess.DEVNULL)

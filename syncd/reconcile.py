@@ -156,6 +156,7 @@ class Reconciler:
         self._dirty: set[str | None] = {None}
         self._dirty_lock = threading.Lock()
         self._full_at = float("-inf")
+        self.full_scan_seconds = 0.0  # how long the last walk of the whole root took
 
     # -- outside signals ------------------------------------------------------------------------
 
@@ -208,12 +209,14 @@ class Reconciler:
         now = self.clock()
         if (not self.incremental or None in dirty or now - self._full_at >= self.full_rescan):
             self._full_at = now
+            started = time.monotonic()
             found: dict[str, _SampleInfo] = {}
             for rel in dataset.discover(self.root):
                 info = self._look(rel)
                 if info is not None:
                     found[rel] = info
             self._samples = found
+            self.full_scan_seconds = time.monotonic() - started
             for rel in [r for r in self._refused if r not in found]:
                 del self._refused[rel]  # gone from disk: forget
         else:
