@@ -206,3 +206,36 @@ def test_every_label_type_survives_a_round_trip_in_a_project(tmp_path, fakecvat,
     # ... and loses the last column of a segmentation the same way
     assert p.seg.mask.shape == (H, W) and (p.seg.mask[:, :-1] == seg[:, :-1]).all()
     assert annotator.task_status(tid) == 404
+
+
+def test_existing_project_schema_is_patched_and_kept(tmp_path, fakecvat, annotator, fo_dataset):
+    """Annotating into a project made in CVAT: FiftyOne adds its ``label_id`` attribute to the
+    project's labels (PATCH with the labels as the server returned them), uses the project's
+    schema, and cleanup leaves the project alone since the run did not create it."""
+    project = annotator._call("POST", "/api/projects", json={
+        "name": "team project", "labels": [{"name": "car", "attributes": []}, {"name": "bus", "attributes": []}]})
+    (path,) = make_images(tmp_path, ["p.png"])
+    fo_dataset.add_sample(fo.Sample(filepath=path, gt=fo.Detections(detections=[
+        fo.Detection(label="car", bounding_box=[0.125, 0.125, 0.25, 0.25])])))
+    det_id = fo_dataset.first().gt.detections[0].id
+
+    results = fo_dataset.annotate("proj", backend="cvat", **creds(fakecvat), label_field="gt",
+                                  project_name="team project")
+    assert results.project_ids == []  # found, not created
+    labels = annotator._call("GET", f"/api/labels?project_id={project['id']}")["results"]
+    assert {lb["name"]: [a["name"] for a in lb["attributes"]] for lb in labels} == \
+        {"car": ["label_id"], "bus": ["label_id"]}
+    (tid,) = results.task_ids
+    (job,) = annotator.jobs(tid)
+    (shape,) = annotator.annotations(job["id"])["shapes"]
+    shape = {k: v for k, v in shape.items() if k != "id"}
+    annotator.put(job["id"], shapes=[dict(shape, points=[32.0, 24.0, 48.0, 36.0])])
+    annotator.complete(job["id"])
+
+    fo_dataset.clear_cache()
+    fo_dataset.load_annotations("proj", **creds(fakecvat), unexpected="keep", cleanup=True)
+    (det,) = fo_dataset.first().gt.detections
+    assert det.id == det_id and det.label == "car"
+    assert det.bounding_box == pytest.approx([0.5, 0.5, 0.25, 0.25], abs=1 / W)
+    assert annotator.task_status(tid) == 404
+    assert annotator._call("GET", f"/api/projects/{project['id']}")["name"] == "team project"
