@@ -3,9 +3,10 @@
 1. starts an in-process fakecvat (admin + two annotators, alice and bob);
 2. lays out a dataset directory with a syncd.toml whose rule auto-tags files dropped in incoming/;
 3. starts the real daemon (`python -m syncd run ROOT`) as a child process;
-4. drops generated images into incoming/ in two waves;
+4. drops generated images into incoming/ in two waves, and a generated video into clips/ (a
+   second rule: one task per video, labels in ``frames.detections``);
 5. plays the annotators through the CVAT REST API: each finds the jobs assigned to them, draws
-   boxes, and marks the job completed;
+   boxes (on a video: a short track, keyframes and an ``outside`` end), and completes the job;
 6. shows the labels arriving in the sample files, live, and prints where the results are.
 fakecvat is used here only as a stand-in CVAT; the daemon talks to it over HTTP like to any CVAT.
 """
@@ -50,7 +51,21 @@ task_size = 50
 batch_window = 1.0
 job_assignees = ["alice", "bob"]
 cleanup = true
+
+[[rule]]
+name = "clips"
+tag = "requires_tracking"
+done_tag = "annotated"
+auto_tag = ["clips/**"]
+label_field = "frames.detections"
+label_type = "detections"
+classes = ["person", "vehicle"]
+batch_window = 1.0
+job_assignees = ["alice", "bob"]
+cleanup = true
 """
+VIDEO = "clips/street.mp4"
+VIDEO_FRAMES = 20
 
 
 def make_image(path: Path, seed: int) -> None:
@@ -63,6 +78,27 @@ def make_image(path: Path, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("." + path.name + ".part")  # hidden while being written, then renamed in
     img.save(tmp, format="JPEG", quality=85)
+    os.replace(tmp, path)
+
+
+def make_video(path: Path, frames: int = VIDEO_FRAMES) -> None:
+    """A small generated clip (a block crossing the street), written hidden then renamed in."""
+    import av
+    import numpy as np
+    w, h = W // 2, H // 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".part")
+    with av.open(str(tmp), "w", format="mp4") as out:
+        st = out.add_stream("mpeg4", rate=10)
+        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            img = np.full((h, w, 3), (90, 110, 90), dtype=np.uint8)
+            x = 4 + i * (w - 40) // frames
+            img[h // 2 - 10:h // 2 + 10, x:x + 30] = (200, 40, 40)
+            for packet in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in st.encode():
+            out.mux(packet)
     os.replace(tmp, path)
 
 
@@ -93,6 +129,9 @@ class Annotator(threading.Thread):
             labels = requests.get(f"{self.url}/api/labels", params={"job_id": job["id"], "page_size": "all"},
                                   auth=self.auth, timeout=10).json()["results"]
             ids = {lb["name"]: lb["id"] for lb in labels}
+            if job.get("mode") == "interpolation":
+                self.track(job, ids["vehicle"])
+                continue
             shapes = []
             for frame in range(job["start_frame"], job["stop_frame"] + 1):
                 for _ in range(self.rng.randint(1, 3)):
@@ -106,6 +145,38 @@ class Annotator(threading.Thread):
                            json={"state": "completed"}).raise_for_status()
             self.jobs_done += 1
             self.boxes += len(shapes)
+
+    def track(self, job: dict, label_id: int) -> None:
+        """A video job: one vehicle tracked over a few frames (keyframes at both ends, CVAT
+        interpolates between), then ``outside`` as it leaves the view."""
+        a = job["start_frame"]
+        b = min(a + 8, job["stop_frame"])
+        w, h = W // 2, H // 2
+        shapes = [{"type": "rectangle", "frame": a, "points": [4.0, h / 2 - 10, 34.0, h / 2 + 10]},
+                  {"type": "rectangle", "frame": b, "points": [4.0 + (b - a) * (w - 40) / VIDEO_FRAMES,
+                                                               h / 2 - 10, 34.0 + (b - a) * (w - 40) / VIDEO_FRAMES,
+                                                               h / 2 + 10]}]
+        if b < job["stop_frame"]:
+            shapes.append(dict(shapes[-1], frame=b + 1, outside=True))
+        time.sleep(0.2)  # "drawing"
+        requests.put(f"{self.url}/api/jobs/{job['id']}/annotations", auth=self.auth, timeout=30,
+                     json={"version": 0, "tags": [], "shapes": [],
+                           "tracks": [{"frame": a, "label_id": label_id, "shapes": shapes}]}).raise_for_status()
+        requests.patch(f"{self.url}/api/jobs/{job['id']}", auth=self.auth, timeout=10,
+                       json={"state": "completed"}).raise_for_status()
+        self.jobs_done += 1
+        self.boxes += len(shapes)
+
+
+def video_state(root: Path) -> tuple[bool, int]:
+    """(merged, frames holding a tracked box) of the demo's video."""
+    try:
+        doc = json.loads((root / (VIDEO + ".json")).read_text())
+    except (OSError, ValueError):
+        return False, 0
+    frames = sum(1 for f in (doc.get("frames") or {}).values()
+                 if ((f or {}).get("detections") or {}).get("detections"))
+    return "annotated" in doc.get("tags", []), frames
 
 
 def count_states(root: Path, names: list[str]) -> dict:
@@ -161,9 +232,12 @@ def main(directory: str | None = None, count: int = 12, timeout: float = 55.0) -
                     while dropped < wave:
                         make_image(root / names[dropped], dropped)
                         dropped += 1
+                    if not (root / VIDEO).exists():
+                        make_video(root / VIDEO)
                     s = count_states(root, names)
+                    s["video_done"], s["video_frames"] = video_state(root)
                     live.update(_table(s, count, annotators, time.monotonic() - started, Table))
-                    if s["annotated"] == count:
+                    if s["annotated"] == count and s["video_done"]:
                         ok = True
                         break
                     if daemon.poll() is not None:
@@ -181,6 +255,7 @@ def main(directory: str | None = None, count: int = 12, timeout: float = 55.0) -
         console.print(f"[bold green]All {count} samples annotated and merged in {elapsed:.1f} s.[/]")
         console.print(f"Dataset:     {root}")
         console.print(f"Example:     {root / (names[0] + '.json')}")
+        console.print(f"Video:       {root / (VIDEO + '.json')}")
         console.print(f"Daemon log:  {log_path}")
         print(root)
         return 0
@@ -200,6 +275,8 @@ def _table(s: dict, count: int, annotators, elapsed: float, Table):
     t.add_row("waiting for / in annotation", str(s["tagged"]))
     t.add_row("labels merged (tag 'annotated')", f"{s['annotated']}/{count}")
     t.add_row("boxes on disk", str(s["labels"]))
+    t.add_row(f"video {VIDEO}: frames with a tracked box", str(s.get("video_frames", 0)) +
+              (" (merged)" if s.get("video_done") else ""))
     for a in annotators:
         t.add_row(f"{a.user}: jobs completed", str(a.jobs_done))
     return t
