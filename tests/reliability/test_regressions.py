@@ -63,3 +63,39 @@ def test_failed_job_assignment_does_not_wipe_drawn_labels(fakecvat, tmp_path):
     names = sorted(s["label_id"] for s in shapes)
     assert len(names) == 2  # the prior "dog" on frame 0 and the drawn "cat" on frame 1
     assert any(s["frame"] == 1 and s["points"] == [1.0, 2.0, 30.0, 40.0] for s in shapes)
+
+
+@pytest.mark.no_schema_check
+def test_outage_backoff_starts_over_once_an_upload_step_succeeds(fakecvat, tmp_path):
+    """Only a finished poll or load reset the CVAT outage backoff, so during a long upload
+    sporadic 503s added up and the daemon waited longer and longer (seen: 12 s after five
+    blips, 5 minutes at the cap) although CVAT answered every other call."""
+    from syncd.config import load_config
+    from syncd.reconcile import BACKOFF_BASE, Reconciler
+
+    (tmp_path / "syncd.toml").write_text(f"""
+[cvat]
+url = "{fakecvat.url}"
+[[rule]]
+name = "boxes"
+label_field = "ground_truth"
+label_type = "detections"
+classes = ["cat"]
+""")
+    rels = _images(tmp_path, 2)
+    ops.plan_run(tmp_path, "boxes-1", rels, rule_name="boxes", label_field="ground_truth",
+                 label_type="detections", classes=["cat", "dog"])
+    now = [1000.0]
+    ctl = requests.Session()
+    with CVATClient(fakecvat.url, username="admin", password="admin", retries=0) as client:
+        rec = Reconciler(tmp_path, load_config(tmp_path), lambda: client, clock=lambda: now[0])
+        for path in (r"^/api/tasks/?$", r"^/api/tasks/\d+/data/?$"):
+            assert ctl.post(fakecvat.url + "/_fakecvat/faults",
+                            json={"path": path, "method": "POST", "status": 503, "times": 1}).ok
+        rec.pass_once()                 # task creation refused: outage backoff
+        assert not rec.cvat_ready()
+        now[0] += 400                   # past any backoff: the task gets created, then the
+        rec.pass_once()                 # data upload is refused once
+        assert not rec.cvat_ready()
+        now[0] += BACKOFF_BASE          # a first failure after a success waits the base delay
+        assert rec.cvat_ready()
