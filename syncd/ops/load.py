@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 from .. import dataset
@@ -11,6 +12,7 @@ from ..labels import import_annotations
 from ..labels.video import import_video
 from ..merge import merge_sample, merge_video
 from ..runs import RunStore
+from ..labels.masks import write_png
 from ..schema import labels_of
 from .common import count_labels, is_video, jobs_of, media_changed, schema_of, set_batch, stamp_derived_ids, swap_tags
 
@@ -82,7 +84,7 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
             log.warning("not merging %s: %s", rel, reason)
             continue
         fields = downloaded.get(rel, {})
-        fields = _write_masks(root, rel, fields)
+        fields = _write_masks(root, rel, fields, _current_mask_paths(root, rel, fields))
         sent = run.get("sent", {}).get(rel, {})
         trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
 
@@ -152,28 +154,56 @@ def _with_already_merged(sample: dict, fields: dict, sent: dict, dest_field) -> 
     return out
 
 
-def _write_masks(root, rel: str, fields: dict) -> dict:
+def _current_mask_paths(root, rel: str, fields: dict) -> dict[tuple[str, str], str]:
+    """(field, label id) -> mask_path of the labels the sample holds now: an edited mask is
+    written back to the file its label already refers to (the merge keeps that mask_path)."""
+    try:
+        sample = dataset.read_sample(root, rel, create=False) or {}
+    except (SampleFileError, MediaError):
+        return {}
+    out = {}
+    for field in fields:
+        for lab in labels_of(sample.get(field)):
+            path = lab.get("mask_path")
+            if not (isinstance(path, str) and path and label_id(lab)):
+                continue
+            try:
+                dataset.safe_rel(root, path)
+            except SampleFileError:
+                continue  # absolute or outside the root: never written to; a new file is made
+            out[(field, label_id(lab))] = path
+    return out
+
+
+def _write_masks(root, rel: str, fields: dict, current: dict | None = None) -> dict:
     """Masks arrive as numpy arrays under ``mask``; store them as PNGs below the root and refer
-    to them by ``mask_path``. Mask file names derive from label ids, so rewriting is idempotent."""
+    to them by ``mask_path``: the label's existing file if it has one, else a file named after
+    the label id, so rewriting is idempotent."""
     out = {}
     for field, value in fields.items():
         if isinstance(value, dict):
             value = dict(value)
             for list_key in ("detections",):
                 if isinstance(value.get(list_key), list):
-                    value[list_key] = [_mask_to_path(root, rel, field, lb) for lb in value[list_key]]
+                    value[list_key] = [_mask_to_path(root, rel, field, lb, current) for lb in value[list_key]]
             if value.get("_cls") in ("Segmentation", "Detection"):
-                value = _mask_to_path(root, rel, field, value)
+                value = _mask_to_path(root, rel, field, value, current)
         out[field] = value
     return out
 
 
-def _mask_to_path(root, rel, field, label: dict) -> dict:
+def _mask_to_path(root, rel, field, label: dict, current: dict | None = None) -> dict:
     mask = label.get("mask")
     if mask is None or isinstance(mask, (str, dict, list)):
         return label
     label = dict(label)
     lid = label_id(label) or "mask"
-    label["mask_path"] = dataset.write_mask(root, rel, field, lid, mask)
+    existing = (current or {}).get((field, lid))
+    if existing:
+        target = Path(root) / dataset.safe_rel(root, existing)
+        write_png(target, mask)
+        label["mask_path"] = existing
+    else:
+        label["mask_path"] = dataset.write_mask(root, rel, field, lid, mask)
     label.pop("mask")
     return label

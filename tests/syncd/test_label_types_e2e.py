@@ -364,3 +364,68 @@ def test_untouched_labels_of_every_type_come_back_unchanged(tmp_path, fakecvat, 
     assert ln["_id"] == oid(5) and np.allclose(ln["points"], [[[0, 0], [0.5, 0.5]]])
     assert out["seg"]["_id"] == oid(6)
     assert (np.asarray(Image.open(tmp_path / out["seg"]["mask_path"])) == semantic).all()
+
+
+def test_edits_in_cvat_keep_ids_and_deletions_apply_for_every_family(tmp_path, fakecvat, client):
+    """Re-annotation: the annotator relabels a classification, deletes one of two tags, moves a
+    keypoint, deletes a polyline and repaints an instance mask; ids of edited labels are kept,
+    deleted ones are gone, and the mask file holds the new pixels."""
+    make_images(tmp_path, ["a.jpg"])
+    (tmp_path / "m").mkdir()
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(tmp_path / "m" / "i.png")
+
+    def oid(n):
+        return {"$oid": f"64f0000000000000000000{n:02d}"}
+    base = {"attributes": {}, "tags": []}
+    write(tmp_path, "a.jpg", {
+        "cls": {"_id": oid(1), "_cls": "Classification", "label": "day", **base},
+        "multi": {"_cls": "Classifications", "classifications": [
+            {"_id": oid(2), "_cls": "Classification", "label": "x", **base},
+            {"_id": oid(3), "_cls": "Classification", "label": "y", **base}]},
+        "kp": {"_cls": "Keypoints", "keypoints": [
+            {"_id": oid(4), "_cls": "Keypoint", "label": "p", "points": [[0.25, 0.25]], **base}]},
+        "lines": {"_cls": "Polylines", "polylines": [
+            {"_id": oid(5), "_cls": "Polyline", "label": "l", "points": [[[0, 0], [0.5, 0.5]]],
+             "closed": False, "filled": False, **base},
+            {"_id": oid(6), "_cls": "Polyline", "label": "l", "points": [[[0.5, 0], [0, 0.5]]],
+             "closed": False, "filled": False, **base}]},
+        "inst": {"_cls": "Detections", "detections": [
+            {"_id": oid(7), "_cls": "Detection", "label": "i", "bounding_box": [0, 0, 4 / W, 4 / H],
+             "mask_path": "m/i.png", **base}]},
+    })
+    schema = {"cls": {"classes": ["day", "night"]}, "multi": {}, "kp": {}, "lines": {}, "inst": {}}
+    t = annotate(tmp_path, client, ["a.jpg"], label_schema=schema)
+    ann = t.annotations()
+
+    def by_id(items, n):
+        want = oid(n)["$oid"]
+        return next(x for x in items if any(a["value"] == want for a in x["attributes"]))
+
+    def without_ids(x):
+        return {k: v for k, v in x.items() if k != "id"}
+
+    cls_tag = without_ids(by_id(ann["tags"], 1))
+    cls_tag["label_id"] = t.lid("night")      # relabel: the spec ids differ per label
+    cls_tag["attributes"] = [t.attr("night", "label_id", oid(1)["$oid"])]
+    kp = without_ids(by_id(ann["shapes"], 4))
+    kp["points"] = [32.0, 24.0]
+    inst = without_ids(by_id(ann["shapes"], 7))
+    painted = np.zeros((3, 5), bool)
+    painted[1, :] = True
+    inst["points"] = [float(v) for v in cvat_mask_points(painted, 10, 10)]
+    # what the editor saves: the job's whole content (y's tag and the second line deleted)
+    t.draw(tags=[cls_tag, without_ids(by_id(ann["tags"], 2))],
+           shapes=[kp, without_ids(by_id(ann["shapes"], 5)), inst])
+    load(tmp_path, client)
+
+    out = read(tmp_path, "a.jpg")
+    assert out["cls"]["_id"] == oid(1) and out["cls"]["label"] == "night"
+    assert [c["_id"] for c in out["multi"]["classifications"]] == [oid(2)]
+    [k] = out["kp"]["keypoints"]
+    assert k["_id"] == oid(4) and np.allclose(k["points"], [[0.5, 0.5]])
+    assert [ln["_id"] for ln in out["lines"]["polylines"]] == [oid(5)]
+    [i] = out["inst"]["detections"]
+    assert i["_id"] == oid(7) and i["bounding_box"] == pytest.approx([10 / W, 10 / H, 5 / W, 3 / H])
+    # the edit is written to the file the label refers to (as a FiftyOne user keeps mask_path)
+    assert i["mask_path"] == "m/i.png"
+    assert ((np.asarray(Image.open(tmp_path / "m" / "i.png")) > 0) == painted).all()
