@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +18,9 @@ from ..schema import labels_of
 from .common import count_labels, is_video, jobs_of, media_changed, schema_of, set_batch, stamp_derived_ids, swap_tags
 
 log = logging.getLogger("syncd.ops")
+
+MERGE_THREADS = 8    # sample files written at once (fsync waits overlap)
+MERGE_GROUP = 128    # samples recorded as merged per run-file write
 
 
 def load_run(client, root, key: str, *, cleanup: bool | None = None, unexpected: str = "keep",
@@ -72,41 +76,67 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
         for rel, fields in part.items():
             downloaded.setdefault(rel, {}).update(fields)
     merged = set(run.get("merged", []))
-    for rel in batch["samples"]:
-        if rel in merged:
-            continue
-        reason = media_changed(root, rel, run)
-        if reason:
-            def flag(rec, rel=rel, reason=reason):
-                rec.setdefault("flagged", {})[rel] = reason
-            store.modify(key, flag)
-            summary["flagged"][rel] = reason
-            log.warning("not merging %s: %s", rel, reason)
-            continue
+    todo = [rel for rel in batch["samples"] if rel not in merged]
+    trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
+
+    def write(rel):
+        """Merge one sample file; returns (labels merged) or the error that skips it."""
         fields = downloaded.get(rel, {})
         fields = _write_masks(root, rel, fields, _current_mask_paths(root, rel, fields))
         sent = run.get("sent", {}).get(rel, {})
-        trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
 
-        def change(sample, fields=fields, sent=sent):
+        def change(sample):
             out = merge_sample(sample, fields, _with_already_merged(sample, fields, sent, dest_field),
                                schema, dest_field)
             return swap_tags(out, trigger, done)
         try:
             dataset.update_sample(root, rel, change)
         except (SampleFileError, MediaError) as e:
-            summary["skipped"][rel] = str(e)
-            log.warning("not merging %s: %s", rel, e)
-            continue
+            return e
+        return sum(count_labels(v) for v in fields.values())
 
-        def mark(rec, rel=rel):
-            if rel not in rec["merged"]:
-                rec["merged"].append(rel)
-        store.modify(key, mark)
-        summary["samples"] += 1
-        summary["labels"] += sum(count_labels(v) for v in fields.values())
-        if progress:
-            progress(1)
+    # Sample files are written by a few threads (each write is fsync'd: the waits overlap) and
+    # recorded as merged a group at a time, after every write of the group has returned: the
+    # run file is rewritten once per group, not once per sample. A crash inside a group leaves
+    # written-but-unrecorded samples, which _with_already_merged merges again without duplicates.
+    with ThreadPoolExecutor(max_workers=MERGE_THREADS) as pool:
+        for g in range(0, len(todo), MERGE_GROUP):
+            group, flags, written, failure = todo[g:g + MERGE_GROUP], {}, [], None
+            ready = []
+            for rel in group:
+                reason = media_changed(root, rel, run)
+                if reason:
+                    flags[rel] = reason
+                    summary["flagged"][rel] = reason
+                    log.warning("not merging %s: %s", rel, reason)
+                else:
+                    ready.append(rel)
+            futures = [(rel, pool.submit(write, rel)) for rel in ready]
+            for rel, fut in futures:
+                try:
+                    outcome = fut.result()
+                except Exception as e:  # record the others before raising
+                    failure = failure or e
+                    continue
+                if isinstance(outcome, Exception):
+                    summary["skipped"][rel] = str(outcome)
+                    log.warning("not merging %s: %s", rel, outcome)
+                    continue
+                written.append(rel)
+                summary["samples"] += 1
+                summary["labels"] += outcome
+
+            def mark(rec, flags=flags, written=written):
+                if flags:
+                    rec.setdefault("flagged", {}).update(flags)
+                have = set(rec["merged"])
+                rec["merged"].extend(r for r in written if r not in have)
+            if flags or written:
+                store.modify(key, mark)
+            if progress and written:
+                progress(len(written))
+            if failure is not None:
+                raise failure
 
 
 def _load_video(client, root, store, run, batch, schema, unexpected, summary, task_labels, meta) -> None:
