@@ -5,6 +5,9 @@ out-of-range messages are kept word for word because clients show them.
 """
 from __future__ import annotations
 
+import collections
+import os
+import threading
 from pathlib import Path
 
 from .. import media
@@ -34,9 +37,45 @@ def check_frame(number, lo: int, hi: int) -> int:
     return n
 
 
+# Decoded video frames, one task chunk at a time: players and the SDK ask for frames in order,
+# so decoding the whole chunk around a requested frame (one pass from its keyframe) serves the
+# next chunk_size - 1 requests from memory. Two chunks of 640x480 RGB: about 60 MB at most.
+_CHUNKS: "collections.OrderedDict[tuple, list]" = collections.OrderedDict()
+_CHUNKS_LOCK = threading.Lock()
+_CHUNKS_KEPT = 2
+
+
+def _video_image(data: dict, number: int):
+    path = data["video"]["path"]
+    cs = max(1, int(data.get("chunk_size") or 1))
+    first = number - number % cs
+    step = max(1, int(data.get("step", 1) or 1))
+    last = min(first + cs - 1, (data["stop_frame"] - data["start_frame"]) // step)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return media.video_frame(path, source_index(data, number))
+    key = (path, st.st_mtime_ns, data["start_frame"], step, first)
+    with _CHUNKS_LOCK:
+        images = _CHUNKS.get(key)
+        if images is not None:
+            _CHUNKS.move_to_end(key)
+    if images is None or number - first >= len(images):
+        try:
+            images = media.video_frames(path, [source_index(data, n)
+                                               for n in range(first, max(last, number) + 1)])
+        except media.MediaError:
+            return media.video_frame(path, source_index(data, number))  # its own message
+        with _CHUNKS_LOCK:
+            _CHUNKS[key] = images
+            while len(_CHUNKS) > _CHUNKS_KEPT:
+                _CHUNKS.popitem(last=False)
+    return images[number - first]
+
+
 def _image(data: dict, number: int):
     if data.get("video"):
-        return media.video_frame(data["video"]["path"], source_index(data, number))
+        return _video_image(data, number)
     return media.load_image(data["frames"][number]["path"])
 
 
