@@ -77,7 +77,10 @@ def share():
         return respond([])
     root = Path(share_dir).resolve()
     rel = request.args.get("directory", "/").lstrip("/")
-    target = (root / rel).resolve()
+    try:
+        target = (root / rel).resolve()
+    except ValueError:  # a NUL byte: no such directory (and no 500)
+        raise NotFound(f"{rel} does not exist")
     if target != root and root not in target.parents:
         raise APIError(["The directory is outside the share"], status=400)
     if not target.is_dir():

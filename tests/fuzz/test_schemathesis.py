@@ -317,3 +317,12 @@ def test_multipart_part_with_unparsable_name_is_ignored(fakecvat):
     r = requests.post(f"{fakecvat.url}/api/tasks/{tid}/data", auth=("admin", "admin"), data=body, timeout=30,
                       headers={"Content-Type": f"multipart/form-data; boundary={b}"})
     assert r.status_code == 400, r.text  # no files: CVAT's validation error, not a crash
+
+
+def test_share_listing_with_nul_byte_is_404_not_500(fakecvat_factory, tmp_path):
+    # os.path.realpath raises on a NUL: GET /api/server/share?directory=%00 was a 500
+    (tmp_path / "share").mkdir()
+    server = fakecvat_factory(share_dir=tmp_path / "share")
+    r = requests.get(server.url + "/api/server/share", params={"directory": "a\x00b"}, auth=("admin", "admin"),
+                     timeout=30)
+    assert r.status_code == 404
