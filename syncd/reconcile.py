@@ -34,6 +34,7 @@ import random
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -52,6 +53,7 @@ FINISHED = ("loaded", "failed")
 UPLOADING = ("created", "planned", "uploading")
 MAX_UPLOAD_STEPS = 200          # per run per pass; then yield so other runs and signals get a turn
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 300.0
+AUTO_TAG_THREADS = 8            # sample file writes in flight at once (fsync-bound)
 
 
 def glob_regex(pattern: str) -> re.Pattern:
@@ -299,16 +301,31 @@ class Reconciler:
         globs = self._globs.get(rule.name) or []
         if not globs:
             return []
-        waits = []
+        waits, todo = [], []
         for rel, info in media.items():
             if info.sig is not None or not any(g.match(rel) for g in globs):
                 continue
             if not self.stable.check(os.path.join(self.root, rel)):
                 waits.append(self.stable.quiet)  # look again once it may have settled
                 continue
+            todo.append(rel)
+
+        def tag(rel: str):
             try:
-                written = dataset.set_tags(self.root, rel, add=[rule.tag])
+                return rel, dataset.set_tags(self.root, rel, add=[rule.tag]), None
             except (MediaError, SampleFileError) as exc:
+                return rel, None, exc
+
+        # Each sample file write waits on two fsyncs (file, directory): profiled, that was
+        # ~95% of auto-tagging a 10k-file drop. Threads overlap those waits.
+        if len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=min(AUTO_TAG_THREADS, len(todo)),
+                                    thread_name_prefix="syncd-tag") as pool:
+                results = list(pool.map(tag, todo))
+        else:
+            results = [tag(rel) for rel in todo]
+        for rel, written, exc in results:
+            if exc is not None:
                 self._report(rel, "cannot create sample file", exc,
                              cause_key=self._media_sig(rel), path=os.path.join(self.root, rel))
                 continue
