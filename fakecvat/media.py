@@ -40,11 +40,24 @@ def mime_type(name: str) -> str:
 # ---- images ------------------------------------------------------------------------------
 
 def probe_image(path: str | Path, name: str | None = None) -> tuple[int, int]:
-    """(width, height) from the header only; EXIF rotation is ignored (as CVAT's meta does)."""
+    """(width, height); EXIF rotation is ignored (as CVAT's meta does).
+
+    The pixels are checked too, cheaply, so a truncated file fails the task's creation (as in
+    CVAT) rather than a later frame or chunk request: JPEGs are decoded at 1/8 scale, PNGs have
+    their chunks verified, other formats are decoded.
+    """
     try:
         with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+            size = im.size
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+                im.load()
+            elif im.format == "PNG":
+                im.verify()
+            else:
+                im.load()
+            return size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise MediaError(f"Unable to read the image file {name or Path(path).name}: {e}") from e
 
 
