@@ -1,7 +1,8 @@
 """Fixtures for the FiftyOne interoperability tests: a CVAT annotator acting through fakecvat's
 REST API, a throwaway FiftyOne dataset, and FiftyOne's settings for unattended runs.
 
-FiftyOne is optional (the ``[fiftyone]`` extra); the test modules skip when it is missing.
+FiftyOne is optional (the ``[fiftyone]`` extra); tests using the ``fo`` fixture skip when it is
+missing.
 Importing FiftyOne is slow (~3 s) and its first dataset starts a MongoDB (~5 s, shared by every
 process of the machine through FiftyOne's own service), so all FiftyOne tests live in this
 directory and carry ``xdist_group("fiftyone")``.
@@ -23,6 +24,14 @@ os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 
+@pytest.fixture(scope="session")
+def fo():
+    """The ``fiftyone`` module, imported on first use (or the test skips). Not at module level:
+    every xdist worker collects every module, and only the workers that run a FiftyOne test
+    should pay for importing it."""
+    return import_fiftyone()
+
+
 @pytest.fixture
 def annotator(fakecvat):
     """Draws and completes jobs on the test's (schema-checked) fakecvat as admin."""
@@ -30,9 +39,8 @@ def annotator(fakecvat):
 
 
 @pytest.fixture
-def fo_dataset(request):
+def fo_dataset(fo):
     """A fresh non-persistent FiftyOne dataset with a unique name, deleted afterwards."""
-    fo = import_fiftyone()
     connect_database()
     # A unique name: parallel workers (and other users of the machine) share one MongoDB.
     ds = fo.Dataset(f"syncd-test-{uuid.uuid4().hex}", persistent=False)

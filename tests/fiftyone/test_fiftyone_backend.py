@@ -8,9 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from fo_helpers import H, W, import_fiftyone, make_images
-
-fo = import_fiftyone()
+from fo_helpers import H, W, make_images
 
 pytestmark = pytest.mark.xdist_group("fiftyone")
 
@@ -25,7 +23,7 @@ def frames_to_samples(results, task_id) -> dict[int, str]:
     return {int(f): v["sample_id"] for f, v in results.frame_id_map[task_id].items()}
 
 
-def test_new_detections_round_trip_with_status(tmp_path, fakecvat, annotator, fo_dataset, caplog, capsys):
+def test_new_detections_round_trip_with_status(fo, tmp_path, fakecvat, annotator, fo_dataset, caplog, capsys):
     paths = make_images(tmp_path, ["a.png", "b.png", "c.png"])
     fo_dataset.add_samples([fo.Sample(filepath=p) for p in paths])
 
@@ -78,7 +76,7 @@ def test_new_detections_round_trip_with_status(tmp_path, fakecvat, annotator, fo
     assert fo_dataset.load_annotation_results("boxes", **creds(fakecvat)).task_ids == []
 
 
-def test_existing_labels_reannotated_keep_their_ids(tmp_path, fakecvat, annotator, fo_dataset):
+def test_existing_labels_reannotated_keep_their_ids(fo, tmp_path, fakecvat, annotator, fo_dataset):
     paths = make_images(tmp_path, ["x.png", "y.png"])
     Det = fo.Detection
     x = fo.Sample(filepath=paths[0], ground_truth=fo.Detections(detections=[
@@ -141,7 +139,7 @@ def test_existing_labels_reannotated_keep_their_ids(tmp_path, fakecvat, annotato
     assert annotator.task_status(tid) == 404
 
 
-def test_every_label_type_survives_a_round_trip_in_a_project(tmp_path, fakecvat, annotator, fo_dataset):
+def test_every_label_type_survives_a_round_trip_in_a_project(fo, tmp_path, fakecvat, annotator, fo_dataset):
     """Existing labels of every image type go up (tags, masks as RLE, polygons, polylines,
     points, a scalar as a tag attribute) into a new project and come back unchanged."""
     paths = make_images(tmp_path, ["p.png", "q.png"])
@@ -208,7 +206,7 @@ def test_every_label_type_survives_a_round_trip_in_a_project(tmp_path, fakecvat,
     assert annotator.task_status(tid) == 404
 
 
-def test_existing_project_schema_is_patched_and_kept(tmp_path, fakecvat, annotator, fo_dataset):
+def test_existing_project_schema_is_patched_and_kept(fo, tmp_path, fakecvat, annotator, fo_dataset):
     """Annotating into a project made in CVAT: FiftyOne adds its ``label_id`` attribute to the
     project's labels (PATCH with the labels as the server returned them), uses the project's
     schema, and cleanup leaves the project alone since the run did not create it."""

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 
 import syncd
-from fo_helpers import H, W, import_fiftyone, make_images
+from fo_helpers import H, W, make_images
 from syncd.cvat import CVATClient
-
-fo = import_fiftyone()
 
 pytestmark = pytest.mark.xdist_group("fiftyone")
 
@@ -47,7 +45,7 @@ def mask_shape(label_id, frame, mask, xtl, ytl):
             "points": rle(mask) + [float(xtl), float(ytl), float(xtl + w - 1), float(ytl + h - 1)]}
 
 
-def as_fiftyone(root: Path, rel: str):
+def as_fiftyone(fo, root: Path, rel: str):
     """A sample file as FiftyOne loads it: ``filepath`` and every ``mask_path`` made absolute
     (FiftyOne resolves neither against anything)."""
     d = json.loads((root / f"{rel}.json").read_text())
@@ -91,7 +89,7 @@ def written_ids(doc) -> set[str]:
     return own.union(*(written_ids(v) for k, v in doc.items() if k != "_id"))
 
 
-def test_syncd_sample_files_load_in_fiftyone(tmp_path, fakecvat, annotator, fo_dataset):
+def test_syncd_sample_files_load_in_fiftyone(fo, tmp_path, fakecvat, annotator, fo_dataset):
     root = tmp_path / "data"
     make_images(root, ["a.png", "sub/b.png"])
     with CVATClient(fakecvat.url, username="admin", password="admin") as client:
@@ -126,8 +124,8 @@ def test_syncd_sample_files_load_in_fiftyone(tmp_path, fakecvat, annotator, fo_d
         annotator.complete(job["id"])
         syncd.load_annotations(root, "all", client=client, cleanup=True)
 
-    a = as_fiftyone(root, "a.png")
-    b = as_fiftyone(root, "sub/b.png")
+    a = as_fiftyone(fo, root, "a.png")
+    b = as_fiftyone(fo, root, "sub/b.png")
     assert a.filepath == str(root / "a.png") and b.filepath == str(root / "sub" / "b.png")
     assert (a.metadata.width, a.metadata.height) == (W, H)
 
