@@ -168,9 +168,9 @@ def test_every_label_type_survives_a_round_trip_in_a_project(fo, tmp_path, fakec
         label_schema={"weather": {}, "inst": {"type": "instances"}, "lanes": {"type": "polylines"},
                       "zones": {"type": "polygons"}, "joints": {}, "seg": {}, "count": {"type": "scalar"}})
     (tid,) = results.task_ids
-    task = annotator._call("GET", f"/api/tasks/{tid}")
+    task = annotator.call("GET", f"/api/tasks/{tid}")
     assert task["assignee"]["username"] == "user1"
-    project = annotator._call("GET", f"/api/projects/{task['project_id']}")
+    project = annotator.call("GET", f"/api/projects/{task['project_id']}")
     assert project["name"] == "interop" and results.project_ids == [project["id"]]
     (job,) = annotator.jobs(tid)
     uploaded = annotator.annotations(job["id"])
@@ -210,7 +210,7 @@ def test_existing_project_schema_is_patched_and_kept(fo, tmp_path, fakecvat, ann
     """Annotating into a project made in CVAT: FiftyOne adds its ``label_id`` attribute to the
     project's labels (PATCH with the labels as the server returned them), uses the project's
     schema, and cleanup leaves the project alone since the run did not create it."""
-    project = annotator._call("POST", "/api/projects", json={
+    project = annotator.call("POST", "/api/projects", json={
         "name": "team project", "labels": [{"name": "car", "attributes": []}, {"name": "bus", "attributes": []}]})
     (path,) = make_images(tmp_path, ["p.png"])
     fo_dataset.add_sample(fo.Sample(filepath=path, gt=fo.Detections(detections=[
@@ -220,7 +220,7 @@ def test_existing_project_schema_is_patched_and_kept(fo, tmp_path, fakecvat, ann
     results = fo_dataset.annotate("proj", backend="cvat", **creds(fakecvat), label_field="gt",
                                   project_name="team project")
     assert results.project_ids == []  # found, not created
-    labels = annotator._call("GET", f"/api/labels?project_id={project['id']}")["results"]
+    labels = annotator.call("GET", f"/api/labels?project_id={project['id']}")["results"]
     assert {lb["name"]: [a["name"] for a in lb["attributes"]] for lb in labels} == \
         {"car": ["label_id"], "bus": ["label_id"]}
     (tid,) = results.task_ids
@@ -236,4 +236,4 @@ def test_existing_project_schema_is_patched_and_kept(fo, tmp_path, fakecvat, ann
     assert det.id == det_id and det.label == "car"
     assert det.bounding_box == pytest.approx([0.5, 0.5, 0.25, 0.25], abs=1 / W)
     assert annotator.task_status(tid) == 404
-    assert annotator._call("GET", f"/api/projects/{project['id']}")["name"] == "team project"
+    assert annotator.call("GET", f"/api/projects/{project['id']}")["name"] == "team project"
