@@ -240,7 +240,7 @@ def _content_type(resp) -> str:
 @pytest.mark.parametrize("method,path", OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 def test_operation_never_fails_and_conforms(seeded, method, path):
     op = _operation(_schema_for(seeded.app), method, path)
-    params = [p.name for p in op.path_parameters] if hasattr(op, "path_parameters") else re.findall(r"\{([^}]+)\}", path)
+    params = re.findall(r"\{([^}]+)\}", path)
     picks = {name: st.one_of(st.none(), st.sampled_from(ids)) if (ids := seeded.known_ids(path, name)) else st.none()
              for name in params}
     failures: dict[str, str] = {}
@@ -284,17 +284,12 @@ def test_operation_never_fails_and_conforms(seeded, method, path):
                 record(re.sub(r"/api/\S+", "", v)[:200], f"{curl}\n{v}")
 
     run()
+    # the safety net: whatever was generated, every webhook still aims at this machine
+    assert all(h["target_url"] == seeded.hook_url for h in seeded.app.config["STORE"].all("webhooks"))
     if failures:
         shown = "\n\n".join(f"- {key}\n{detail}" for key, detail in list(failures.items())[:5])
         pytest.fail(f"{method} {path}: {len(failures)} distinct failure(s) (mode {MODE}, seed {SEED}, "
                     f"{EXAMPLES} examples):\n{shown}", pytrace=False)
-
-
-def test_every_webhook_stays_on_loopback(seeded):
-    """The fuzz's own safety net: the seeded hook (and any the generator could create) aims at
-    this machine's loopback."""
-    hooks = seeded.app.config["STORE"].all("webhooks")
-    assert hooks and all(h["target_url"].startswith("http://127.0.0.1:") for h in hooks)
 
 
 # ---- regressions found by this fuzzing -----------------------------------------------------------
