@@ -394,3 +394,19 @@ def test_annotation_import_names_cannot_escape_the_data_dir(tmp_path, fakecvat_f
                  headers={"Upload-Finish": "true"})
     assert r.status_code == 400, r.text  # never reads a file by a name that leaves the upload dir
     assert _files_outside(tmp_path, data) == before
+
+
+def test_csrf_foreign_origin_and_token_from_another_session_are_refused(fakecvat):
+    # (missing and wrong tokens: tests/fakecvat/test_auth.py)
+    s, _ = _login(fakecvat.url, *USER1)
+    other, _ = _login(fakecvat.url, *USER2)
+    url = fakecvat.url + "/api/tasks"
+    r = s.post(url, json={"name": "x"}, headers={"X-CSRFToken": s.cookies["csrftoken"],
+                                                 "Origin": "http://evil.example"}, timeout=30)
+    assert r.status_code == 403 and "Origin" in r.json()["detail"]
+    r = s.post(url, json={"name": "x"}, headers={"X-CSRFToken": other.cookies["csrftoken"]}, timeout=30)
+    assert r.status_code == 403 and "CSRF" in r.json()["detail"]
+    r = s.post(url, json={"name": "x", "labels": [{"name": "a"}]}, timeout=30,
+               headers={"X-CSRFToken": s.cookies["csrftoken"], "Origin": fakecvat.url})
+    assert r.status_code == 201, r.text
+    assert s.get(url, timeout=30).status_code == 200  # safe methods need no token
