@@ -1,7 +1,7 @@
 """The reliability campaigns' long modes as a command (docs/reliability.md).
 
     python tools/campaign.py faults --samples 200 --seed 3 [--fraction 0.2] [--workdir DIR]
-    python tools/campaign.py kills --samples 40 --kills 1000 --seed 3 [--workdir DIR]
+    python tools/campaign.py kills --samples 120 --kills 1000 --seed 3 [--workdir DIR]
 
 Prints the figures as JSON and exits 1 when an invariant is broken (the work directory, with
 the daemon's and fakecvat's logs, is kept then, or always with --workdir).
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         fig = campaign.run_faults(work, samples=a.samples or 200, videos=a.videos, seed=a.seed,
                                   fraction=a.fraction, timeout=a.timeout, deadline=a.deadline)
     else:
-        fig = campaign.run_kills(work, samples=a.samples or 40, videos=a.videos, kills=a.kills,
+        fig = campaign.run_kills(work, samples=a.samples or 120, videos=a.videos, kills=a.kills,
                                  seed=a.seed, max_life=a.max_life, deadline=a.deadline)
     print(json.dumps(fig, indent=1))
     ok = not fig["problems"]

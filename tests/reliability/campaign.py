@@ -120,6 +120,14 @@ def make_video(path: Path, frames: int = VIDEO_FRAMES, seed: int = 0) -> None:
             out.mux(packet)
 
 
+def release(root: Path, docs: dict[str, dict]) -> None:
+    """Write the sample files of ``docs`` (tagged): the daemon sees new work."""
+    for rel, doc in docs.items():
+        tmp = root / (rel + ".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        os.replace(tmp, root / (rel + ".json"))
+
+
 def make_dataset(root: Path, n_samples: int, n_videos: int = 1, seed: int = 0) -> dict[str, dict]:
     """``n_samples`` media (``n_videos`` of them videos) with tagged sample files; every other
     image already carries a label. Returns {rel: the sample dict as written}."""
@@ -140,8 +148,8 @@ def make_dataset(root: Path, n_samples: int, n_videos: int = 1, seed: int = 0) -
                "camera": sub, "notes": {"n": i, "source": "campaign"}}
         if not video and i % 2 == 0:
             doc["ground_truth"] = {"_cls": "Detections", "detections": [prior_detection(rel)]}
-        (root / (rel + ".json")).write_text(json.dumps(doc, indent=1))
         docs[rel] = doc
+    release(root, docs)
     return docs
 
 
@@ -599,42 +607,115 @@ def run_kills(workdir: Path, *, samples: int = 40, videos: int = 1, kills: int =
               seed: int = 1, max_life: float = 0.5, deadline: float = 180.0) -> dict:
     """The kill campaign: ``kills`` daemon lives, each ended by SIGKILL at a random instant
     (mostly 0..max_life s after it is ready, sometimes during start-up), then one last life
-    that runs to the end."""
+    that runs to the end.
+
+    Planning needs one life longer than the others (a file counts as stable after two looks
+    a second apart, then the batch window runs): once a few short lives have been killed while
+    gathering, a life is let run until both runs are recorded, then killed 0..max_life later.
+    Every later step is recorded on disk and progresses within short lives."""
     rng = random.Random(seed)
-    c = Campaign(workdir, samples, videos, seed, task_size=6, segment_size=3)
+    c = Campaign(workdir, samples, videos, seed, task_size=4, segment_size=2)
+    # Work arrives in waves spread over the kills, so that kills land in every phase of the
+    # loop (gathering, planning, upload, annotating, loading) again and again.
+    rels = list(c.originals)
+    waves = [rels[i::WAVES] for i in range(WAVES)]
+    for rel in rels:
+        if rel not in waves[0]:
+            (c.root / (rel + ".json")).unlink()
+    released = set(waves[0])
     try:
         c.annotator.start()
         started = time.monotonic()
-        done_at_kill = []
+        done_at_kill, phases = [], {}
+        since_release = 0
         for n in range(kills):
+            wave = n * WAVES // kills
+            if n and wave != (n - 1) * WAVES // kills:
+                release(c.root, {rel: c.originals[rel] for rel in waves[wave]})
+                released |= set(waves[wave])
+                since_release = 0
+            since_release += 1
             mark = c.daemon_log.stat().st_size if c.daemon_log.exists() else 0
             d = c.start_daemon()
+            phase = None
             if rng.random() < 0.1:
                 time.sleep(rng.uniform(0, 0.3))      # during start-up
+                phase = "starting"
             else:
                 try:
                     wait_for(lambda: d.alive() and b"daemon ready" in _tail_bytes(c.daemon_log, mark),
                              20, 0.02, "daemon ready")
                 except AssertionError:
                     raise AssertionError(f"daemon did not start (life {n}):\n{c.log_tail()}")
+                if since_release > 3 and unplanned(c.root, released):
+                    # planning needs a life over a second long: let this one plan, then kill
+                    wait_for(lambda: not unplanned(c.root, released), 30, 0.02, "runs planned")
                 time.sleep(rng.uniform(0, max_life))
             if not d.alive():
                 raise AssertionError(f"daemon exited {d.proc.returncode} by itself:\n{c.log_tail()}")
             d.kill()
             c.daemons.remove(d)
+            phase = phase or _phase(c.root)
+            phases[phase] = phases.get(phase, 0) + 1
             if n % 10 == 9:
                 done_at_kill.append(c.done())
         kill_phase = time.monotonic() - started
+        mark = c.daemon_log.stat().st_size
         d = c.start_daemon()
+        # ready first: a SIGTERM before the handlers are installed would not be a clean stop
+        wait_for(lambda: b"daemon ready" in _tail_bytes(c.daemon_log, mark), 20, 0.05, "ready")
         c.wait_done(deadline, d)
         assert d.stop() == 0, c.log_tail()
         fig = c.check()
-        fig.update(kills=kills, done_every_10_kills=done_at_kill,
-                   seconds_killing=round(kill_phase, 1),
+        fig.update(kills=kills, kills_by_phase=dict(sorted(phases.items())),
+                   done_every_10_kills=done_at_kill, seconds_killing=round(kill_phase, 1),
                    seconds=round(time.monotonic() - started, 1))
         return fig
     finally:
         c.close()
+
+
+WAVES = 8
+
+
+def unplanned(root: Path, released: set[str]) -> set[str]:
+    """Released samples no run holds yet."""
+    try:
+        runs = json.loads((root / ".syncd" / "runs.json").read_text()).get("runs") or {}
+    except (OSError, ValueError):
+        return set(released)
+    held = {rel for r in runs.values() for rel in (r.get("samples") or [])}
+    return set(released) - held
+
+
+def run_statuses(root: Path) -> dict[str, str]:
+    """{run key: status} from the daemon's run records (empty while none is planned)."""
+    try:
+        runs = json.loads((root / ".syncd" / "runs.json").read_text()).get("runs") or {}
+    except (OSError, ValueError):
+        return {}
+    return {r.get("key"): r.get("status") for r in runs.values() if isinstance(r, dict)}
+
+
+def _phase(root: Path) -> str:
+    """Where the loop was when a kill landed: the least advanced run's status (batch state
+    while uploading), or "gathering" before any run exists."""
+    try:
+        runs = json.loads((root / ".syncd" / "runs.json").read_text()).get("runs") or {}
+    except (OSError, ValueError):
+        return "gathering"
+    order = ["planned", "uploading", "annotating", "loading", "loaded", "failed"]
+    batch_order = ["planned", "creating", "created", "uploading", "ready", "annotating"]
+    runs = {k: r for k, r in runs.items() if r.get("status") not in ("loaded", "failed")}
+    if not runs:
+        return "gathering/idle"
+    worst = min(runs.values(), key=lambda r: order.index(r.get("status")) if r.get("status") in order else 0)
+    status = worst.get("status")
+    if status == "uploading":
+        states = [b.get("state") for b in worst.get("batches", [])]
+        first = min(states, key=lambda s: batch_order.index(s) if s in batch_order else 0)
+        return f"uploading:{first}"
+    return str(status)
 
 
 def _tail_bytes(path: Path, offset: int) -> bytes:
