@@ -61,6 +61,7 @@ class MultipartStream:
         self._counter = counter
         self._gen = self._generate()
         self._buf = b""
+        self._pos = 0  # read offset into _buf: slicing the rest off per read made sends O(n^2)
 
     def _head(self, name: str, filename: str | None = None, ctype: str | None = None) -> bytes:
         disp = f'form-data; name="{_quote(name)}"'
@@ -89,16 +90,22 @@ class MultipartStream:
         return self._length
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buf) < size:
-            try:
-                self._buf += next(self._gen)
-            except StopIteration:
-                break
-        if size < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:size], self._buf[size:]
-        return out
+        """Up to ``size`` bytes (all that is left when negative). http.client calls this with
+        small sizes (8-16 KiB), so each call copies only what it returns."""
+        out, want = [], (None if size is None or size < 0 else size)
+        while want is None or want > 0:
+            if self._pos >= len(self._buf):
+                try:
+                    self._buf, self._pos = next(self._gen), 0
+                except StopIteration:
+                    break
+                continue
+            end = len(self._buf) if want is None else min(len(self._buf), self._pos + want)
+            out.append(self._buf[self._pos:end])
+            if want is not None:
+                want -= end - self._pos
+            self._pos = end
+        return b"".join(out)
 
     def close(self) -> None:
         self._gen.close()
