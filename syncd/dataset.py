@@ -15,6 +15,7 @@ import json
 import os
 import posixpath
 import re
+import stat
 import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -159,17 +160,30 @@ def safe_rel(root, rel) -> str:
         shown = shown if len(shown) <= 80 else shown[:60] + "..." + shown[-12:]  # one short line
         raise SampleFileError(f"{shown}: path is too long ({len(rel.encode())} bytes)")
     norm = "/".join(parts)
+    _check_inside(root, norm, shown)
+    return norm
+
+
+def _check_inside(root, norm: str, shown: str) -> None:
     root_real = os.path.realpath(root)
     real = os.path.realpath(os.path.join(root_real, norm))
     if real != root_real and not real.startswith(root_real + os.sep):
         raise SampleFileError(f"{shown}: path leads outside the dataset root {root}")
-    return norm
 
 
 def sample_file(root, rel) -> Path:
     """The sample file of media ``rel``: ``<root>/<rel>.json`` (itself checked: a sample file
     symlinked out of the root is refused, not read)."""
-    return Path(root) / safe_rel(root, safe_rel(root, rel) + SAMPLE_SUFFIX)
+    norm = safe_rel(root, rel) + SAMPLE_SUFFIX
+    path = Path(root) / norm
+    # The directories were just checked with the media path; only the file itself can still
+    # lead elsewhere, and only if it is a symlink (one lstat instead of a second realpath).
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            _check_inside(root, norm, repr(norm))
+    except FileNotFoundError:
+        pass
+    return path
 
 
 # ---------------------------------------------------------------------------------------------

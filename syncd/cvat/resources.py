@@ -122,7 +122,7 @@ class CVATClient(Transport):
 
     # ---- background requests -------------------------------------------------------------------
 
-    def wait_request(self, rq_id: str, *, timeout: float = 600, poll: float = 0.2) -> dict:
+    def wait_request(self, rq_id: str, *, timeout: float = 600, poll: float = 0.05) -> dict:
         """Poll ``/api/requests/{id}`` until finished (returned) or failed (``CVATError`` with
         CVAT's message). Task-creation records expire (404) after ~500 s: then the task itself
         says whether its data is in (size > 0 and jobs present)."""

@@ -137,8 +137,25 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
         "trigger_tag": trigger_tag, "done_tag": done_tag, "nonce": nonce, "url": url,
         "share_root": share_root or None, "frames": frames,
     }
+    # Which samples already carry labels of the run's fields: only those are read again and
+    # exported at upload (a run of new, unlabelled samples skips that pass entirely).
+    labelled = [rel for rel, doc in zip(rels, docs) if _carries_labels(doc, schema)]
     return store.create(key, config, status="planned", project=None, batches=batches, sent={},
-                        hashes=hashes, merged=[], flagged={}, skipped=skipped, samples=rels)
+                        hashes=hashes, merged=[], flagged={}, skipped=skipped, samples=rels,
+                        labelled=labelled)
+
+
+def _carries_labels(doc: dict, fields) -> bool:
+    for name in fields:
+        if name.startswith("frames."):
+            sub = name[len("frames."):]
+            frames = doc.get("frames")
+            if isinstance(frames, dict) and any(isinstance(f, dict) and f.get(sub) is not None
+                                                for f in frames.values()):
+                return True
+        elif doc.get(name) is not None:
+            return True
+    return False
 
 
 def _check_sample(root, rel: str):

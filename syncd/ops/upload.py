@@ -179,8 +179,11 @@ def _send_existing_labels(client, root, store: RunStore, run: dict, batch: dict)
     doing it twice after a crash is harmless. Records which ids each sample sent."""
     schema = schema_of(run)
     shapes, tags, tracks, sent = [], [], [], {}
-    sizes = _frame_sizes(client, batch["task_id"])
-    for frame, rel in enumerate(batch["samples"]):
+    # runs planned before "labelled" was recorded: treat every sample as labelled
+    labelled = set(run["labelled"]) if "labelled" in run else set(batch["samples"])
+    todo = [(frame, rel) for frame, rel in enumerate(batch["samples"]) if rel in labelled]
+    sizes = _frame_sizes(client, batch["task_id"]) if todo else {}
+    for frame, rel in todo:
         doc = dataset.read_sample(root, rel)
         if is_video(rel):
             w, h = frame_size(doc)
