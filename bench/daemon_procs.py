@@ -90,7 +90,8 @@ class FakeCVATProc:
     def tasks(self) -> list[dict]:
         return self.get("/api/tasks", page_size="all")["results"]
 
-    def close(self) -> None:
+    def close(self, keep_log: bool = False) -> None:
+        keep_log = keep_log or bool(os.environ.get("BENCH_KEEP_LOGS"))
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -99,7 +100,7 @@ class FakeCVATProc:
                 self.proc.kill()
                 self.proc.wait(10)
         self._log.close()
-        if os.environ.get("BENCH_KEEP_LOGS"):
+        if keep_log:
             print(f"fakecvat log kept: {self.log_path}", file=sys.stderr)
         else:
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -107,8 +108,8 @@ class FakeCVATProc:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(keep_log=exc_type is not None)  # a failed benchmark keeps the server's log
 
 
 class Notify:

@@ -227,10 +227,10 @@ class Daemon:
         return EXIT_OK
 
     def _pace_rescans(self) -> None:
-        """Periodic full rescans are a safety net for lost events; keep them under ~1% of a
-        core on big roots (a 100k-file walk takes ~1 s) by spacing them 100x their cost."""
+        """Periodic full rescans are a safety net for lost events; keep them well under 1% of
+        a core on big roots (a warm 100k-file walk takes ~1 s) by spacing them 200x their cost."""
         if self.reconciler.incremental:
-            interval = max(self.rescan_base, 100.0 * self.reconciler.full_scan_seconds)
+            interval = max(self.rescan_base, 200.0 * self.reconciler.full_scan_seconds)
             self.watcher.rescan_interval = interval
             self.reconciler.full_rescan = interval * 2
 

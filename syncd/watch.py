@@ -220,13 +220,15 @@ class Watcher:
         return self._observer is not None and self._observer.is_alive()
 
     def _run(self) -> None:
-        next_rescan = time.monotonic() + self.rescan_interval
+        last_rescan = time.monotonic()
         while True:
             with self._cond:
                 while True:
                     if self._stop:
                         return
                     now = time.monotonic()
+                    # read each time: the owner may retune the interval (e.g. to the root's size)
+                    next_rescan = last_rescan + self.rescan_interval
                     due = [p for p, t in self._pending.items() if now - t >= self.debounce]
                     rescan = self._rescan or now >= next_rescan
                     if due or rescan:
@@ -239,7 +241,7 @@ class Watcher:
                 self._rescan = False
                 if rescan or "\0rescan" in due:
                     rescan = True
-                    next_rescan = now + self.rescan_interval
+                    last_rescan = now
             # Call out without holding the lock: the callback may be slow or re-enter.
             try:
                 if rescan:
