@@ -1,4 +1,4 @@
-"""Run records in ``<root>/.syncd/`` (TinyDB), and the per-root daemon lock.
+"""Run records in ``<root>/.syncd/runs/`` (TinyDB, one file per run), and the per-root daemon lock.
 
 A run is one batch of samples sent to CVAT, like a FiftyOne annotation run. Its record is a plain
 JSON dict; this module stores whatever the caller puts in it. The shape the rest of syncd uses::
@@ -105,18 +105,29 @@ def _plain(value: Any, what: str) -> Any:
 
 
 class RunStore:
-    """All run records of one dataset root (``<root>/.syncd/runs.json``)."""
+    """All run records of one dataset root: one TinyDB file per run, ``.syncd/runs/<key>.json``.
+
+    TinyDB rewrites its whole file on every write; with every run in one file, each step of a
+    new run would rewrite the history of all earlier ones (a daemon makes thousands). One file
+    per run keeps a write proportional to that run. Key counters live in ``.syncd/counters.json``.
+    """
+
+    RUN_TABLE = "run"
 
     def __init__(self, root):
         self.root = Path(root)
         self.dir = state_dir(root)
-        self.path = self.dir / "runs.json"
+        self.runs_dir = self.dir / "runs"
+        try:
+            self.runs_dir.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"{self.runs_dir}: cannot create run directory: {exc.strerror}") from None
         self._lock_path = self.dir / "runs.lock"
         self._thread_lock = threading.RLock()
-        self._db = TinyDB(self.path, storage=AtomicJSONStorage)
         # cache_size=0: another process may write the file; never answer from a stale cache.
-        self._runs = self._db.table("runs", cache_size=0)
-        self._counters = self._db.table("counters", cache_size=0)
+        self._counters = TinyDB(self.dir / "counters.json", storage=AtomicJSONStorage).table(
+            "counters", cache_size=0)
+        self._migrate_single_file()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -128,35 +139,71 @@ class RunStore:
             finally:
                 os.close(fd)  # closing releases the flock
 
-    def _find(self, key: str):
-        docs = self._runs.search(Query().key == key)
-        return docs[0] if docs else None
+    def _path(self, key: str) -> Path:
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise RunError(f"invalid run key {key!r}: use letters, digits, '_', '-', '.'")
+        return self.runs_dir / f"{key}.json"
+
+    def _table(self, key: str):
+        return TinyDB(self._path(key), storage=AtomicJSONStorage).table(self.RUN_TABLE, cache_size=0)
+
+    def _read(self, key: str) -> dict | None:
+        if not self._path(key).exists():
+            return None
+        docs = self._table(key).all()
+        return copy.deepcopy(dict(docs[0])) if docs else None
+
+    def _write(self, key: str, record: dict) -> None:
+        table = self._table(key)
+        table.truncate()  # TinyDB writes the file for each call; the last one holds the record
+        table.insert(record)
 
     def _missing(self, key: str) -> RunError:
         return RunError(f"no run '{key}' in {self.root}")
 
+    def _migrate_single_file(self) -> None:
+        """Runs kept by an earlier syncd in one ``runs.json`` move to one file each, once."""
+        legacy = self.dir / "runs.json"
+        if not legacy.exists():
+            return
+        with self._locked():
+            if not legacy.exists():
+                return
+            data = AtomicJSONStorage(legacy).read() or {}
+            for doc in (data.get("runs") or {}).values():
+                if isinstance(doc, dict) and doc.get("key") and self._read(doc["key"]) is None:
+                    self._write(doc["key"], doc)
+            for doc in (data.get("counters") or {}).values():
+                if isinstance(doc, dict) and doc.get("prefix") and not self._counters.search(
+                        Query().prefix == doc["prefix"]):
+                    self._counters.insert(doc)
+            legacy.rename(legacy.with_name("runs.json.migrated"))
+
     # -- reading ------------------------------------------------------------------------------
 
     def get(self, key: str) -> dict:
-        doc = self._find(key)
+        doc = self._read(key)
         if doc is None:
             raise self._missing(key)
-        return copy.deepcopy(dict(doc))
+        return doc
 
     def exists(self, key: str) -> bool:
-        return self._find(key) is not None
+        return self._read(key) is not None
 
     def list(self) -> list[dict]:
         """Every run, oldest first."""
-        docs = [copy.deepcopy(dict(d)) for d in self._runs.all()]
+        docs = []
+        for path in self.runs_dir.glob("*.json"):
+            doc = self._read(path.stem) if _KEY_RE.match(path.stem) else None
+            if doc is not None:
+                docs.append(doc)
         return sorted(docs, key=lambda d: (d.get("created", ""), d.get("key", "")))
 
     # -- writing ------------------------------------------------------------------------------
 
     def create(self, key: str, config: dict, **fields) -> dict:
         """Add a run; RunError if ``key`` is taken or malformed. Extra fields are stored too."""
-        if not isinstance(key, str) or not _KEY_RE.match(key):
-            raise RunError(f"invalid run key {key!r}: use letters, digits, '_', '-', '.'")
+        self._path(key)
         now = _now()
         record = {"key": key, "created": now, "updated": now, "status": "created",
                   "config": config, "samples": [], "tasks": {}, "frames": {}, "sent": {},
@@ -165,29 +212,25 @@ class RunStore:
         record["key"] = key
         record = _plain(record, f"run '{key}'")
         with self._locked():
-            if self._find(key) is not None:
+            if self._read(key) is not None:
                 raise RunError(f"run '{key}' already exists in {self.root}")
-            self._runs.insert(record)
+            self._write(key, record)
         return record
 
     def modify(self, key: str, change: Callable[[dict], dict | None]) -> dict:
         """Read-modify-write one record under the lock; ``change`` mutates or returns it."""
         with self._locked():
-            doc = self._find(key)
-            if doc is None:
+            record = self._read(key)
+            if record is None:
                 raise self._missing(key)
-            record = copy.deepcopy(dict(doc))
             result = change(record)
             record = _plain(record if result is None else result, f"run '{key}'")
             if record.get("key") != key:
                 raise RunError(f"run '{key}': use rename() to change a run's key")
             record["updated"] = _now()
-
-            def replace(stored: dict) -> None:  # one storage write: no window without the run
-                stored.clear()
-                stored.update(record)
-
-            self._runs.update(replace, doc_ids=[doc.doc_id])
+            table = self._table(key)
+            # one storage write: there is no moment at which the file holds no run
+            table.update(lambda stored: (stored.clear(), stored.update(record)))
         return record
 
     def update(self, key: str, **fields) -> dict:
@@ -217,23 +260,24 @@ class RunStore:
         return self.modify(key, change)
 
     def rename(self, key: str, new_key: str) -> dict:
-        if not isinstance(new_key, str) or not _KEY_RE.match(new_key):
-            raise RunError(f"invalid run key {new_key!r}: use letters, digits, '_', '-', '.'")
+        new_path = self._path(new_key)
         with self._locked():
-            doc = self._find(key)
-            if doc is None:
+            record = self._read(key)
+            if record is None:
                 raise self._missing(key)
-            if self._find(new_key) is not None:
+            if self._read(new_key) is not None:
                 raise RunError(f"run '{new_key}' already exists in {self.root}")
-            self._runs.update({"key": new_key, "updated": _now()}, doc_ids=[doc.doc_id])
+            record.update(key=new_key, updated=_now())
+            self._write(new_key, record)  # the new file first: a crash leaves both, never neither
+            self._path(key).unlink()
+        assert new_path.exists()
         return self.get(new_key)
 
     def delete(self, key: str) -> None:
         with self._locked():
-            doc = self._find(key)
-            if doc is None:
+            if self._read(key) is None:
                 raise self._missing(key)
-            self._runs.remove(doc_ids=[doc.doc_id])
+            self._path(key).unlink()
 
     def next_key(self, prefix: str) -> str:
         """Reserve and return ``"<prefix>-<n>"``, n one above any number used for this prefix
@@ -242,8 +286,7 @@ class RunStore:
             raise RunError(f"invalid run key prefix {prefix!r}")
         pat = re.compile(re.escape(prefix) + r"-(\d+)$")
         with self._locked():
-            used = [int(m.group(1)) for d in self._runs.all()
-                    if (m := pat.match(str(d.get("key", ""))))]
+            used = [int(m.group(1)) for p in self.runs_dir.glob("*.json") if (m := pat.match(p.stem))]
             docs = self._counters.search(Query().prefix == prefix)
             last = max([docs[0]["last"] if docs else 0, *used])
             if docs:

@@ -65,13 +65,37 @@ def test_permissions_and_atomic_file(tmp_path):
     store = RunStore(tmp_path)
     store.create("a", {"x": 1})
     assert (tmp_path / ".syncd").stat().st_mode & 0o777 == 0o700
-    assert (tmp_path / ".syncd" / "runs.json").stat().st_mode & 0o777 == 0o600
-    data = json.loads((tmp_path / ".syncd" / "runs.json").read_text())
-    assert any(doc["key"] == "a" for doc in data["runs"].values())
+    run_file = tmp_path / ".syncd" / "runs" / "a.json"
+    assert run_file.stat().st_mode & 0o777 == 0o600
+    data = json.loads(run_file.read_text())
+    assert [doc["key"] for doc in data["run"].values()] == ["a"]
     for i in range(5):
         store.update("a", status=str(i))
-    leftovers = [p.name for p in (tmp_path / ".syncd").iterdir() if p.name.endswith(".tmp")]
+    leftovers = [p.name for p in (tmp_path / ".syncd").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_write_touches_only_its_own_run_file(tmp_path):
+    store = RunStore(tmp_path)
+    store.create("old", {"samples": ["x"] * 1000})
+    old_file = tmp_path / ".syncd" / "runs" / "old.json"
+    before = old_file.stat().st_mtime_ns, old_file.read_bytes()
+    store.create("new", {})
+    for i in range(3):
+        store.update("new", status=str(i))
+    assert (old_file.stat().st_mtime_ns, old_file.read_bytes()) == before
+    assert [r["key"] for r in store.list()] == ["old", "new"]
+
+
+def test_runs_kept_in_one_file_by_an_earlier_version_are_migrated(tmp_path):
+    (tmp_path / ".syncd").mkdir(mode=0o700)
+    (tmp_path / ".syncd" / "runs.json").write_text(json.dumps({
+        "runs": {"1": {"key": "boxes-1", "created": "2026-01-01T00:00:00.000Z", "status": "loaded"}},
+        "counters": {"1": {"prefix": "boxes", "last": 4}}}))
+    store = RunStore(tmp_path)
+    assert store.get("boxes-1")["status"] == "loaded"
+    assert store.next_key("boxes") == "boxes-5"
+    assert not (tmp_path / ".syncd" / "runs.json").exists()
 
 
 def test_loose_state_dir_is_tightened(tmp_path):
@@ -82,8 +106,8 @@ def test_loose_state_dir_is_tightened(tmp_path):
 
 
 def test_corrupt_runs_file_is_reported(tmp_path):
-    (tmp_path / ".syncd").mkdir()
-    (tmp_path / ".syncd" / "runs.json").write_text("{torn")
+    (tmp_path / ".syncd" / "runs").mkdir(parents=True)
+    (tmp_path / ".syncd" / "runs" / "a.json").write_text("{torn")
     with pytest.raises(RunError, match="corrupt"):
         RunStore(tmp_path).list()
 
