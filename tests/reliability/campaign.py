@@ -409,14 +409,10 @@ def check(root: Path, originals: dict[str, dict], tables: dict) -> dict:
         if DONE_TAG not in tags or trigger in tags or "keep_me" not in tags:
             problems.append(f"{rel}: tags {tags}")
         _check_labels(rel, orig, doc, fig, problems)
-    for path in (root / ".syncd").rglob("*.json") if (root / ".syncd").is_dir() else ():
-        try:
-            rec = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and rec.get("status") == "failed":
+    for key, rec in _run_records(root).items():
+        if rec.get("status") == "failed":
             fig["runs_failed"] += 1
-            problems.append(f"run {rec.get('key')} failed")
+            problems.append(f"run {key} failed")
     fig["problems"] = problems
     return fig
 
@@ -678,31 +674,39 @@ def run_kills(workdir: Path, *, samples: int = 40, videos: int = 1, kills: int =
 WAVES = 8
 
 
+def _run_records(root: Path) -> dict:
+    """{key: run record} read straight from ``.syncd/runs/*.json`` (one TinyDB file per run),
+    without taking the store's lock: the campaign observes, it never writes."""
+    out = {}
+    for path in sorted((root / ".syncd" / "runs").glob("*.json")):
+        try:
+            docs = (json.loads(path.read_text()).get("run") or {}).values()
+        except (OSError, ValueError):
+            continue  # mid-replace or torn by a kill: the next look sees it whole
+        for doc in docs:
+            if isinstance(doc, dict):
+                out[doc.get("key", path.stem)] = doc
+    return out
+
+
 def unplanned(root: Path, released: set[str]) -> set[str]:
     """Released samples no run holds yet."""
-    try:
-        runs = json.loads((root / ".syncd" / "runs.json").read_text()).get("runs") or {}
-    except (OSError, ValueError):
-        return set(released)
+    runs = _run_records(root)
     held = {rel for r in runs.values() for rel in (r.get("samples") or [])}
     return set(released) - held
 
 
 def run_statuses(root: Path) -> dict[str, str]:
     """{run key: status} from the daemon's run records (empty while none is planned)."""
-    try:
-        runs = json.loads((root / ".syncd" / "runs.json").read_text()).get("runs") or {}
-    except (OSError, ValueError):
-        return {}
+    runs = _run_records(root)
     return {r.get("key"): r.get("status") for r in runs.values() if isinstance(r, dict)}
 
 
 def _phase(root: Path) -> str:
     """Where the loop was when a kill landed: the least advanced run's status (batch state
     while uploading), or "gathering" before any run exists."""
-    try:
-        runs = json.loads((root / ".syncd" / "runs.json").read_text()).get("runs") or {}
-    except (OSError, ValueError):
+    runs = _run_records(root)
+    if not runs:
         return "gathering"
     order = ["planned", "uploading", "annotating", "loading", "loaded", "failed"]
     batch_order = ["planned", "creating", "created", "uploading", "ready", "annotating"]
