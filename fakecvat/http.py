@@ -66,6 +66,18 @@ def current_user() -> dict | None:
     return getattr(g, "user", None)
 
 
+def org_context():
+    """The request's organization context (``models.orgs.OrgContext``), resolved once per
+    request from ``X-Organization`` / ``org`` / ``org_id``; raises CVAT's 400/404."""
+    ctx = getattr(g, "org_ctx", None)
+    if ctx is None:
+        from flask import current_app
+        from .models import orgs  # models import this module: resolve lazily
+        ctx = g.org_ctx = orgs.resolve(current_app.config["STORE"], request.headers.get("X-Organization"),
+                                       request.args.get("org"), request.args.get("org_id"))
+    return ctx
+
+
 def query_int(name: str, default: int | None = None) -> int | None:
     v = request.args.get(name)
     if v is None or v == "":

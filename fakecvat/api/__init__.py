@@ -14,4 +14,5 @@ BLUEPRINTS = [
     "fakecvat.api.labels",
     "fakecvat.api.webhooks",
     "fakecvat.api.annotations",
+    "fakecvat.api.orgs",
 ]

@@ -6,8 +6,8 @@ from flask import Blueprint, current_app, request
 
 from ..control import bp as control_bp
 from ..errors import NotImplementedByFake, ValidationError
-from ..http import base_url, body_dict, current_user, list_response, respond
-from ..models import access, frames, jobs, requests
+from ..http import base_url, body_dict, current_user, list_response, org_context, respond
+from ..models import access, frames, jobs, orgs, requests
 from .taskdata import serve_data
 
 bp = Blueprint("jobs", __name__)
@@ -34,7 +34,10 @@ def list_jobs():
     s = store()
     requests.settle_due(s)
     user = current_user()
-    rows = [j for j in s.all("jobs") if access.can_view_job(s, user, j)]
+    ctx = org_context()
+    orgs.require_member(s, user, ctx)
+    rows = [j for j in s.all("jobs")
+            if ctx.matches(orgs.org_of_object(s, "jobs", j)) and access.can_view_job(s, user, j)]
     base = base_url()
     return list_response(rows, lambda j: jobs.serialize_job(s, j, base, user), fields=lambda j: jobs.list_fields(s, j),
                          simple_filters=JOB_FILTERS, search_fields=JOB_SEARCH)

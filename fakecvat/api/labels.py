@@ -8,8 +8,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, request
 
 from ..errors import PermissionDenied, ValidationError, not_found
-from ..http import body_dict, list_response, no_content, query_int, respond
-from ..models import access, labels, users
+from ..http import body_dict, list_response, no_content, org_context, query_int, respond
+from ..models import access, labels, orgs, users
 
 bp = Blueprint("labels", __name__)
 
@@ -57,6 +57,8 @@ def _fields(label: dict) -> dict:
 @bp.get("/api/labels")
 def list_labels():
     store = _store()
+    ctx = org_context()
+    orgs.require_member(store, g.user, ctx)
     ids = {k: query_int(k) for k in ("job_id", "task_id", "project_id") if request.args.get(k) not in (None, "")}
     if len(ids) > 1:
         raise ValidationError(["job_id, task_id and project_id parameters cannot be used together"])
@@ -80,6 +82,9 @@ def list_labels():
         rows = labels.top_level_labels(store, project_id=project["id"])
     else:
         rows = [lb for lb in store.all("labels") if lb.get("parent_id") is None and _can_view(lb)]
+    if ctx.given:
+        # a label belongs to its project's or task's organization
+        rows = [lb for lb in rows if ctx.matches((_parent_of(lb)[1] or {}).get("organization_id"))]
     return list_response(rows, _serialize, fields=_fields,
                          simple_filters=("name", "parent", "type", "color", "parent_id"),
                          search_fields=("name", "parent"), default_sort="id")

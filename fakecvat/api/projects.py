@@ -7,8 +7,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g
 
 from ..errors import PermissionDenied, not_found
-from ..http import base_url, body_dict, list_response, no_content, respond
-from ..models import access, projects
+from ..http import base_url, body_dict, list_response, no_content, org_context, respond
+from ..models import access, orgs, projects
 
 bp = Blueprint("projects", __name__)
 
@@ -34,7 +34,10 @@ def _serialize(project: dict) -> dict:
 @bp.get("/api/projects")
 def list_projects():
     store = _store()
-    rows = [p for p in store.all("projects") if access.can_view_project(store, g.user, p)]
+    ctx = org_context()
+    orgs.require_member(store, g.user, ctx)
+    rows = [p for p in store.all("projects")
+            if ctx.matches(p.get("organization_id")) and access.can_view_project(store, g.user, p)]
     return list_response(rows, _serialize, fields=lambda p: projects.filter_fields(store, p),
                          simple_filters=("name", "owner", "assignee", "status"),
                          search_fields=("name", "owner", "assignee", "status"))
@@ -42,7 +45,9 @@ def list_projects():
 
 @bp.post("/api/projects")
 def create_project():
-    project = projects.create_project(_store(), g.user, body_dict())
+    ctx = org_context()
+    orgs.require_creator(_store(), g.user, ctx)
+    project = projects.create_project(_store(), g.user, body_dict(), org_id=ctx.org_id)
     return respond(_serialize(project), status=201)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from ..errors import APIError
-from ..http import base_url, body_dict, current_user, list_response, no_content, respond
-from ..models import access, requests, taskdata, tasks, users
+from ..http import base_url, body_dict, current_user, list_response, no_content, org_context, respond
+from ..models import access, orgs, requests, taskdata, tasks, users
 
 bp = Blueprint("tasks", __name__)
 
@@ -36,7 +36,9 @@ def list_tasks():
     s = store()
     requests.settle_due(s)
     user = current_user()
-    rows = [t for t in s.all("tasks") if access.can_view_task(s, user, t)]
+    ctx = org_context()
+    orgs.require_member(s, user, ctx)
+    rows = [t for t in s.all("tasks") if ctx.matches(t.get("organization_id")) and access.can_view_task(s, user, t)]
     base = base_url()
     return list_response(rows, lambda t: tasks.serialize_task(s, t, base), fields=lambda t: tasks.list_fields(s, t),
                          simple_filters=TASK_FILTERS, search_fields=TASK_FILTERS[:10])
@@ -47,7 +49,9 @@ def create_task():
     user = current_user()
     if "worker" in user.get("groups", []) and not users.is_admin(user):
         raise APIError({"detail": "You do not have permission to perform this action."}, status=403)
-    task = tasks.create_task(store(), user, body_dict())
+    ctx = org_context()
+    orgs.require_creator(store(), user, ctx)
+    task = tasks.create_task(store(), user, body_dict(), org_id=ctx.org_id)
     return respond(tasks.serialize_task(store(), task, base_url()), 201)
 
 

@@ -1,15 +1,16 @@
 """/api/users: self, list with search/filters, detail, patch, delete.
 
-Visibility (OPA rule, sandbox context): admins see everyone; a regular user sees only
-themselves, and gets BasicUser objects for others (reference/cvat-api.md §2.4).
+Visibility (OPA rule): in an organization's context, its members (for admins too); otherwise
+admins see everyone and a regular user only themselves (and the members of the organizations
+they belong to, on detail reads). Others get BasicUser objects (reference/cvat-api.md §2.4).
 """
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g
 
 from ..errors import PermissionDenied, not_found
-from ..http import base_url, body_dict, list_response, no_content, respond
-from ..models import users
+from ..http import base_url, body_dict, list_response, no_content, org_context, respond
+from ..models import orgs, users
 
 bp = Blueprint("users", __name__)
 
@@ -31,8 +32,10 @@ def _visible(user: dict) -> bool:
 
 
 def _shares_work(user: dict) -> bool:
-    # Outside organizations CVAT shows a regular user only themselves; kept as a hook for orgs.
-    return False
+    """Both belong to one organization (members see each other there)."""
+    store = _store()
+    mine = {m["organization_id"] for m in store.find("memberships", lambda m: m["user_id"] == g.user["id"])}
+    return any(m["organization_id"] in mine for m in store.find("memberships", lambda m: m["user_id"] == user["id"]))
 
 
 @bp.get("/api/users/self")
@@ -42,7 +45,14 @@ def self_():
 
 @bp.get("/api/users")
 def list_users():
-    rows = [u for u in _store().all("users") if _visible(u)]
+    ctx = org_context()
+    orgs.require_member(_store(), g.user, ctx)
+    if ctx.org is not None:
+        members = orgs.member_ids(_store(), ctx.org_id)
+        rows = [u for u in _store().all("users") if u["id"] in members]
+    else:
+        rows = [u for u in _store().all("users")
+                if users.is_admin(g.user) or u["id"] == g.user["id"]]
     return list_response(rows, _serialize,
                          simple_filters=("username", "first_name", "last_name", "is_active", "id"),
                          search_fields=("username", "first_name", "last_name"))

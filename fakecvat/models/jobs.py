@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..errors import FieldError, PermissionDenied, not_found
 from ..http import now
 from ..store import Store
-from . import access, events, users
+from . import access, events, orgs, users
 from .frames import chunk_types
 
 STAGES = ("annotation", "validation", "acceptance")
@@ -91,16 +91,20 @@ def patch_job(store: Store, user: dict, job: dict, data: dict) -> dict:
         if a is not None and store.get("users", a) is None:
             raise FieldError("assignee", f'Invalid pk "{a}" - object does not exist.')
         changes["assignee_id"] = a
-    # Permissions (sandbox): task staff and admins change stage/assignee; the job's assignee
-    # may change its state; a non-admin may only assign themselves.
+    # Permissions: task staff, org owners/maintainers and admins change stage/assignee; the
+    # job's assignee may change its state; in the sandbox a non-admin may only assign
+    # themselves, in an organization its members (cvat-api.md §12).
+    org_id = (task or {}).get("organization_id")
     if not users.is_admin(user):
-        staff = access.is_task_staff(store, user, task)
+        staff = access.is_task_staff(store, user, task) or (org_id is not None and orgs.is_manager(store, user, org_id))
         if ("stage" in data or "assignee" in data) and not staff:
             raise PermissionDenied()
         if "state" in data and not (staff or job.get("assignee_id") == user["id"]):
             raise PermissionDenied()
         if changes.get("assignee_id") not in (None, user["id"]) and "assignee" in data:
-            raise PermissionDenied()
+            if org_id is None:
+                raise PermissionDenied()
+            orgs.check_assignable(store, user, org_id, changes["assignee_id"])
     return apply_changes(store, job, changes, sender=user)
 
 
@@ -166,7 +170,7 @@ def serialize_job(store: Store, job: dict, base: str, viewer: dict | None = None
         "updated_date": job["updated_date"],
         "issues": {"url": f"{base}/api/issues?job_id={job['id']}", "count": len(issues)},
         "labels": {"url": f"{base}/api/labels?job_id={job['id']}"},
-        "type": job["type"], "organization": None,
+        "type": job["type"], "organization": task.get("organization_id"),
         "target_storage": task.get("target_storage") if see_task else None,
         "source_storage": task.get("source_storage") if see_task else None,
         "assignee_updated_date": job.get("assignee_updated_date"), "parent_job_id": None,

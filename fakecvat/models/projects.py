@@ -13,15 +13,16 @@ from pathlib import Path
 from ..errors import FieldError, PermissionDenied, ValidationError
 from ..http import now
 from ..store import Store
-from . import events, labels, users
+from . import access, events, labels, orgs, users
 
 STATUSES = ("annotation", "validation", "completed")
 LOCATIONS = ("local", "cloud_storage")
 
 
-def _user_ref(store: Store, caller: dict, field: str, value, *, self_only: bool) -> int | None:
+def _user_ref(store: Store, caller: dict, field: str, value, *, self_only: bool, org_id=None) -> int | None:
     """Check an ``owner_id``/``assignee_id``: it must name a user; a non-admin may name only
-    themselves (CVAT answers 403 because the caller may not view the other user)."""
+    themselves (CVAT answers 403 because the caller may not view the other user), or in an
+    organization its members."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -29,7 +30,8 @@ def _user_ref(store: Store, caller: dict, field: str, value, *, self_only: bool)
     if store.get("users", value) is None:
         raise FieldError(field, f'Invalid pk "{value}" - object does not exist.')
     if self_only and not users.is_admin(caller) and value != caller["id"]:
-        raise PermissionDenied()
+        if org_id is None or value not in orgs.member_ids(store, org_id):
+            raise PermissionDenied()
     return value
 
 
@@ -80,15 +82,17 @@ def can_delete(user: dict, project: dict) -> bool:
     return users.is_admin(user) or user["id"] == project.get("owner_id")
 
 
-def create_project(store: Store, caller: dict, data: dict) -> dict:
+def create_project(store: Store, caller: dict, data: dict, org_id: int | None = None) -> dict:
+    """POST /api/projects; ``org_id`` is the request's organization context (None: sandbox)."""
     if not can_create(caller):
         raise PermissionDenied()
     err = _validate_common(data, partial=False)
     if err:
         raise ValidationError(err)
     with store.lock:
-        owner_id = _user_ref(store, caller, "owner_id", data.get("owner_id"), self_only=True) or caller["id"]
-        assignee_id = _user_ref(store, caller, "assignee_id", data.get("assignee_id"), self_only=True)
+        owner_id = _user_ref(store, caller, "owner_id", data.get("owner_id"), self_only=True,
+                             org_id=org_id) or caller["id"]
+        assignee_id = _user_ref(store, caller, "assignee_id", data.get("assignee_id"), self_only=True, org_id=org_id)
         spec_labels = data.get("labels") or []
         # Validate labels before the project exists so a bad label leaves nothing behind.
         labels.validate_new_labels(store, spec_labels)
@@ -96,7 +100,7 @@ def create_project(store: Store, caller: dict, data: dict) -> dict:
         project = store.insert("projects", {
             "name": data["name"], "owner_id": owner_id, "assignee_id": assignee_id,
             "bug_tracker": data.get("bug_tracker") or "", "created_date": stamp, "updated_date": stamp,
-            "assignee_updated_date": stamp if assignee_id is not None else None, "organization_id": None,
+            "assignee_updated_date": stamp if assignee_id is not None else None, "organization_id": org_id,
             "status": "annotation", "guide_id": None,
             "source_storage": _storage(store, data.get("source_storage"), "source_storage"),
             "target_storage": _storage(store, data.get("target_storage"), "target_storage"),
@@ -107,8 +111,9 @@ def create_project(store: Store, caller: dict, data: dict) -> dict:
 
 
 def update_project(store: Store, caller: dict, project: dict, data: dict) -> dict:
-    if not can_change(caller, project):
+    if not (can_change(caller, project) or access.can_manage_project(store, caller, project)):
         raise PermissionDenied()
+    org_id = project.get("organization_id")
     err = _validate_common(data, partial=True)
     if err:
         raise ValidationError(err)
@@ -120,14 +125,14 @@ def update_project(store: Store, caller: dict, project: dict, data: dict) -> dic
         if "bug_tracker" in data:
             changes["bug_tracker"] = data["bug_tracker"] or ""
         if "owner_id" in data:
-            changes["owner_id"] = _user_ref(store, caller, "owner_id", data["owner_id"], self_only=True)
+            changes["owner_id"] = _user_ref(store, caller, "owner_id", data["owner_id"], self_only=True, org_id=org_id)
         if "assignee_id" in data:
-            new = _user_ref(store, caller, "assignee_id", data["assignee_id"], self_only=True)
+            new = _user_ref(store, caller, "assignee_id", data["assignee_id"], self_only=True, org_id=org_id)
             if new != project.get("assignee_id"):
                 changes["assignee_id"] = new
                 changes["assignee_updated_date"] = now()
-        if data.get("organization_id") is not None:
-            raise FieldError("organization_id", "fakecvat has no organizations; only null is accepted.")
+        if data.get("organization_id") is not None and data["organization_id"] != org_id:
+            raise FieldError("organization_id", "fakecvat does not move projects between organizations.")
         for field in ("source_storage", "target_storage"):
             if field in data:
                 changes[field] = _storage(store, data[field], field)
@@ -142,7 +147,7 @@ def update_project(store: Store, caller: dict, project: dict, data: dict) -> dic
 
 def delete_project(store: Store, caller: dict, project: dict, media_dir) -> None:
     """Delete a project with its tasks (and their jobs, annotations, media) and labels."""
-    if not can_delete(caller, project):
+    if not (can_delete(caller, project) or access.can_manage_project(store, caller, project)):
         raise PermissionDenied()
     with store.lock:
         doomed = store.find("tasks", lambda t: t.get("project_id") == project["id"])

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import FieldError, ValidationError, not_found
 from ..http import now
 from ..store import Store
-from . import events, frames, jobs, labels, requests, uploads, users
+from . import events, frames, jobs, labels, orgs, requests, uploads, users
 
 WRITE_ONCE = ("overlap", "segment_size", "consensus_replicas")
 LOCATIONS = ("local", "cloud_storage")
@@ -66,8 +66,9 @@ def _storage(store: Store, spec) -> dict:
     return {"id": store.next_id("storages"), "location": loc, "cloud_storage_id": spec.get("cloud_storage_id")}
 
 
-def create_task(store: Store, user: dict, data: dict) -> dict:
-    """POST /api/tasks → the new task document (no data yet)."""
+def create_task(store: Store, user: dict, data: dict, org_id: int | None = None) -> dict:
+    """POST /api/tasks → the new task document (no data yet), in organization ``org_id`` (the
+    request's context; None: sandbox), which must be its project's."""
     if "name" not in data:
         raise FieldError("name", "This field is required.")
     name = _string(data, "name", 256, blank=False)
@@ -82,6 +83,8 @@ def create_task(store: Store, user: dict, data: dict) -> dict:
         project = store.get("projects", project_id)
         if project is None:
             raise FieldError("project_id", f"The specified project #{project_id} does not exist.")
+        if project.get("organization_id") != org_id:
+            raise ValidationError({"project_id": ["The task and its project should be in the same organization."]})
     labels.validate_new_labels(store, label_specs)
     segment_size = _int_or_none(data, "segment_size", 0) or 0
     overlap = _int_or_none(data, "overlap", 0)
@@ -89,6 +92,8 @@ def create_task(store: Store, user: dict, data: dict) -> dict:
     bug_tracker = _string(data, "bug_tracker", 2000) or ""
     owner_id = _user_ref(store, data, "owner_id") or user["id"]
     assignee_id = _user_ref(store, data, "assignee_id")
+    orgs.check_assignable(store, user, org_id, assignee_id)
+    orgs.check_assignable(store, user, org_id, data.get("owner_id"))
     stamp = now()
     with store.lock:
         if project:
@@ -98,7 +103,7 @@ def create_task(store: Store, user: dict, data: dict) -> dict:
         task = {"id": store.next_id("tasks"), "name": name, "project_id": project_id, "owner_id": owner_id,
                 "assignee_id": assignee_id, "bug_tracker": bug_tracker, "overlap": overlap,
                 "segment_size": segment_size, "subset": subset, "created_date": stamp, "updated_date": stamp,
-                "assignee_updated_date": stamp if assignee_id else None, "organization_id": None,
+                "assignee_updated_date": stamp if assignee_id else None, "organization_id": org_id,
                 "source_storage": src, "target_storage": dst, "size": 0, "mode": "", "image_quality": 70,
                 "data": None, "upload": None}
         store.put("tasks", task)
@@ -121,11 +126,16 @@ def patch_task(store: Store, user: dict, task: dict, data: dict) -> dict:
         changes["owner_id"] = _user_ref(store, data, "owner_id")
     if "assignee_id" in data:
         changes["assignee_id"] = _user_ref(store, data, "assignee_id")
+    for field in ("owner_id", "assignee_id"):
+        if field in changes:
+            orgs.check_assignable(store, user, task.get("organization_id"), changes[field])
     if "project_id" in data and data["project_id"] != task.get("project_id"):
         pid = _int_or_none(data, "project_id", 1)
         project = store.get("projects", pid) if pid is not None else None
         if pid is not None and project is None:
             raise FieldError("project_id", f"The specified project #{pid} does not exist.")
+        if project is not None and project.get("organization_id") != task.get("organization_id"):
+            raise ValidationError({"project_id": ["The task and its project should be in the same organization."]})
         if project is not None:
             own = {lab["name"] for lab in labels.labels_of_task(store, task)}
             theirs = {lab["name"] for lab in labels.top_level_labels(store, project_id=pid)}
@@ -205,7 +215,7 @@ def serialize_task(store: Store, task: dict, base: str) -> dict:
         "data_compressed_chunk_type": compressed_type, "data_original_chunk_type": original_type,
         "data_cloud_storage_id": None, "guide_id": None, "size": task.get("size") or 0,
         "image_quality": task.get("image_quality", 70), "dimension": "2d", "subset": task.get("subset") or "",
-        "organization": None, "organization_id": None,
+        "organization": task.get("organization_id"), "organization_id": task.get("organization_id"),
         "target_storage": task.get("target_storage"), "source_storage": task.get("source_storage"),
         "jobs": {"count": len(task_jobs), "completed": statuses.count("completed"),
                  "validation": statuses.count("validation"), "url": f"{base}/api/jobs?task_id={task['id']}"},

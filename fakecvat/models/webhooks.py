@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..errors import APIError, NotFound, PermissionDenied, ValidationError, not_found
+from ..errors import APIError, PermissionDenied, ValidationError, not_found
 from ..http import now
 from ..store import Store
+from . import orgs
 from .users import is_admin, serialize_basic
 
 log = logging.getLogger("fakecvat.webhooks")
@@ -163,7 +164,10 @@ def _project_owner(store: Store, hook: dict):
 
 def can_view(store: Store, user, hook: dict) -> bool:
     uid = user["id"] if user else None
-    return is_admin(user) or uid in (hook.get("owner_id"), _project_owner(store, hook))
+    if is_admin(user) or uid in (hook.get("owner_id"), _project_owner(store, hook)):
+        return True
+    # an organization's owners and maintainers see (and manage) all of its webhooks
+    return hook.get("organization_id") is not None and orgs.is_manager(store, user, hook["organization_id"])
 
 
 def can_change(store: Store, user, hook: dict) -> bool:
@@ -184,12 +188,12 @@ def get_for(store: Store, user, webhook_id: int, *, change: bool = False) -> dic
     return hook
 
 
-def check_create(store: Store, user, data: dict, organization: str | None) -> None:
+def check_create(store: Store, user, data: dict, ctx: "orgs.OrgContext | None" = None) -> None:
     """CVAT checks permissions before it validates the body: a missing project is a 400 from the
-    permission layer, a project that is not the caller's a 403."""
-    if organization:
-        # fakecvat has no organizations: every slug is unknown, as CVAT answers unknown ones.
-        raise NotFound(f"{organization} organization does not exist.")
+    permission layer, a project that is not the caller's a 403. In an organization's context
+    its owners and maintainers create organization webhooks and webhooks of its projects."""
+    ctx = ctx or orgs.OrgContext()
+    orgs.require_member(store, user, ctx)
     project_id = data.get("project_id")
     project = None
     if project_id is not None:
@@ -199,9 +203,13 @@ def check_create(store: Store, user, data: dict, organization: str | None) -> No
             raise ValidationError({"project_id": ["A valid integer is required."]})
         if project is None:
             raise ValidationError([f"Could not find project with provided id: {project_id}"])
+    if ctx.org is not None and project is not None and project.get("organization_id") != ctx.org_id:
+        raise ValidationError([f"Could not find project with provided id: {project_id}"])
     if is_admin(user):
         return
     kind = data.get("type")
+    if ctx.org is not None and orgs.is_manager(store, user, ctx.org_id) and kind in ("project", "organization"):
+        return
     groups = set(user.get("groups", [])) if user else set()
     if kind != "project" or not groups & {"user", "business", "admin"} or project is None \
             or project.get("owner_id") != user["id"]:
@@ -211,19 +219,25 @@ def check_create(store: Store, user, data: dict, organization: str | None) -> No
 
 # ---- changes -------------------------------------------------------------------------------
 
-def create(store: Store, user, data: dict) -> dict:
+def create(store: Store, user, data: dict, org_id: int | None = None) -> dict:
+    """A new webhook in organization ``org_id`` (the request's context; a project webhook
+    takes its project's)."""
     fields = validate_write(data)
-    if fields["type"] == "project" and fields.get("project_id") is None or fields["type"] == "organization":
+    if fields["type"] == "project" and fields.get("project_id") is None \
+            or fields["type"] == "organization" and org_id is None:
         # CVAT's DB constraint (project webhooks need a project, organization webhooks an
         # organization) fails after validation: an admin gets a 500, not a 400.
         raise APIError("IntegrityError: new row for relation \"webhooks_webhook\" violates check constraint "
                        "\"webhooks_project_or_organization\"", status=500, text=True)
+    if fields["type"] == "project":
+        project = store.get("projects", fields["project_id"])
+        org_id = project.get("organization_id") if project else org_id
     stamp = now()
     doc = {"target_url": fields["target_url"], "description": fields.get("description") or "",
            "type": fields["type"], "content_type": fields.get("content_type") or "application/json",
            "secret": fields.get("secret") or "", "is_active": _default(fields.get("is_active"), True),
            "enable_ssl": _default(fields.get("enable_ssl"), True), "project_id": fields.get("project_id"),
-           "organization_id": None, "owner_id": user["id"] if user else None, "events": fields["events"],
+           "organization_id": org_id, "owner_id": user["id"] if user else None, "events": fields["events"],
            "created_date": stamp, "updated_date": stamp, "last_status": None, "last_delivery_date": None}
     return store.insert("webhooks", doc)
 
@@ -309,13 +323,35 @@ def project_of(store: Store, resource: str, obj_id, doc: dict | None = None) -> 
     return None
 
 
-def select(store: Store, event: str, project_id) -> list[dict]:
-    """Active project webhooks of ``project_id`` subscribed to ``event`` (no organizations here)."""
-    if project_id is None:
-        return []
-    return sorted(store.find("webhooks", lambda h: h["is_active"] and h["type"] == "project"
-                             and h.get("project_id") == project_id and event in h["events"]),
-                  key=lambda h: h["id"])
+def org_of(store: Store, resource: str, obj_id, doc: dict | None = None) -> Any:
+    """The organization an object belongs to (None: the sandbox, or not found)."""
+    if resource == "organization":
+        return obj_id
+    if doc is None:
+        doc = store.get(resource + "s", obj_id)
+    if doc is None:
+        return None
+    if resource in ("project", "task", "membership", "invitation"):
+        return doc.get("organization_id")
+    if resource == "job":
+        return org_of(store, "task", doc.get("task_id"))
+    if resource == "issue":
+        return org_of(store, "job", doc.get("job_id"))
+    if resource == "comment":
+        return org_of(store, "issue", doc.get("issue_id"))
+    return None
+
+
+def select(store: Store, event: str, project_id, org_id=None) -> list[dict]:
+    """Active webhooks subscribed to ``event``: the project webhooks of ``project_id`` and the
+    organization webhooks of ``org_id``."""
+    def wanted(h: dict) -> bool:
+        if not h["is_active"] or event not in h["events"]:
+            return False
+        if h["type"] == "project":
+            return project_id is not None and h.get("project_id") == project_id
+        return org_id is not None and h["type"] == "organization" and h.get("organization_id") == org_id
+    return sorted(store.find("webhooks", wanted), key=lambda h: h["id"])
 
 
 # ---- sending --------------------------------------------------------------------------------
