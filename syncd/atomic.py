@@ -8,16 +8,25 @@ name starts with ``.`` so media discovery never picks it up.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from syncd.json_indent import dumps_indented
+
 
 def _default_mode() -> int:
-    # What open(..., "w") would give a new file: 0666 minus the umask. Reading the umask needs
-    # setting it, so restore it immediately.
+    # What open(..., "w") would give a new file: 0666 minus the umask. Linux shows the umask in
+    # /proc; elsewhere reading it needs setting it (restored at once), which is process-wide: a
+    # file or directory another thread creates in between would get mode 0666/0777.
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -38,6 +47,7 @@ def write_bytes_atomic(
     *,
     mode: int | None = None,
     before_replace: Callable[[], bool] | None = None,
+    sync_dir: bool = True,
 ) -> bool:
     """Atomically replace ``path`` with ``data``.
 
@@ -45,6 +55,8 @@ def write_bytes_atomic(
     file gets the usual ``0666 & ~umask``. ``before_replace``: called after the data is durable
     and just before the rename; if it returns False the write is abandoned (temp file removed) and
     the function returns False. That is the compare-and-swap hook ``dataset.update_sample`` uses.
+    ``sync_dir=False`` leaves the directory fsync to the caller, who writes many files into the
+    same directory and fsyncs it once (``fsync_dir``) before relying on any of the renames.
     Returns True when the file was replaced.
     """
     path = Path(path)
@@ -72,13 +84,15 @@ def write_bytes_atomic(
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
     return True
 
 
 def dumps_json(obj: Any) -> bytes:
-    """The one JSON encoding syncd writes: UTF-8, indented, key order kept, trailing newline."""
-    return (json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    """The one JSON encoding syncd writes: UTF-8, indented, key order kept, trailing newline
+    (``json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)``, by a faster encoder)."""
+    return (dumps_indented(obj) + "\n").encode("utf-8")
 
 
 def write_json_atomic(

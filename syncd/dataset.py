@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from syncd.atomic import dumps_json, write_bytes_atomic
+from syncd.atomic import dumps_json, fsync_dir, write_bytes_atomic
 from syncd.errors import MediaError, SampleFileError, SyncdError
 from syncd.sample_check import check_depth, check_sample
 
@@ -174,7 +174,12 @@ def _check_inside(root, norm: str, shown: str) -> None:
 def sample_file(root, rel) -> Path:
     """The sample file of media ``rel``: ``<root>/<rel>.json`` (itself checked: a sample file
     symlinked out of the root is refused, not read)."""
-    norm = safe_rel(root, rel) + SAMPLE_SUFFIX
+    return _sample_path(root, safe_rel(root, rel))
+
+
+def _sample_path(root, rel_checked: str) -> Path:
+    """``sample_file`` of a media path that already went through ``safe_rel``."""
+    norm = rel_checked + SAMPLE_SUFFIX
     path = Path(root) / norm
     # The directories were just checked with the media path; only the file itself can still
     # lead elsewhere, and only if it is a symlink (one lstat instead of a second realpath).
@@ -251,7 +256,8 @@ def _path_lock(path: Path) -> threading.Lock:
     return _path_locks[hash(str(path)) % len(_path_locks)]
 
 
-def update_sample(root, rel, change: Callable[[dict], dict | None]) -> dict:
+def update_sample(root, rel, change: Callable[[dict], dict | None], *,
+                  sync_dir: bool = True) -> dict:
     """Atomically read-modify-write the sample file of ``rel``; returns the dict written.
 
     ``change`` gets a deep copy of the current sample (a fresh one if the file is missing) and
@@ -259,9 +265,11 @@ def update_sample(root, rel, change: Callable[[dict], dict | None]) -> dict:
     someone changed it meanwhile, ``change`` is re-applied to the fresh content, so neither edit
     is lost. ``change`` may therefore run more than once and must not have other side effects.
     If nothing changed and the file exists, nothing is written (no spurious watcher events).
+    ``sync_dir=False``: the rename is not yet durable when this returns; the caller fsyncs the
+    directory of the sample file once for many samples (``atomic.fsync_dir``) before relying on it.
     """
     rel = safe_rel(root, rel)
-    path = sample_file(root, rel)
+    path = _sample_path(root, rel)
     with _path_lock(path):
         for _ in range(UPDATE_RETRIES):
             snap = _snapshot(path)
@@ -279,7 +287,7 @@ def update_sample(root, rel, change: Callable[[dict], dict | None]) -> dict:
                 raise SampleFileError(f"{path}: cannot encode sample as JSON: {exc}") from None
             try:
                 written = write_bytes_atomic(
-                    path, data, before_replace=lambda: _snapshot(path) == snap)
+                    path, data, before_replace=lambda: _snapshot(path) == snap, sync_dir=sync_dir)
             except OSError as exc:
                 raise SampleFileError(
                     f"{path}: cannot write sample file: {exc.strerror or exc}") from None
@@ -464,19 +472,13 @@ def mask_rel(rel_media: str, field: str, label_id: str) -> str:
     return posixpath.join(directory, MASKS_DIR, name, field, f"{label_id}.png")
 
 
-def write_mask(root, rel_media, field: str, label_id: str, array) -> str:
-    """Write a 2-D mask (bool, or integer class ids) or an RGB(A) mask as PNG; return its path.
-
-    Bool masks are stored as 0/255 greyscale; ``read_mask`` gives uint8 back, so callers that
-    want bool use ``mask > 0`` (as FiftyOne does for instance masks).
-    """
+def _mask_png(rel: str, array) -> bytes:
+    """A mask array encoded as PNG (MediaError naming ``rel`` if it cannot be one)."""
     import io
 
     import numpy as np
     from PIL import Image
 
-    rel_media = safe_rel(root, rel_media)
-    rel = mask_rel(rel_media, field, label_id)
     arr = np.asarray(array)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or arr.size == 0:
         raise MediaError(f"{rel}: mask must be HxW or HxWx3/4, got shape {arr.shape}")
@@ -491,14 +493,46 @@ def write_mask(root, rel_media, field: str, label_id: str, array) -> str:
         raise MediaError(f"{rel}: mask dtype {arr.dtype} is not bool or integer")
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
-    target = Path(root) / rel
+    return buf.getvalue()
+
+
+def write_mask(root, rel_media, field: str, label_id: str, array) -> str:
+    """Write a 2-D mask (bool, or integer class ids) or an RGB(A) mask as PNG; return its path.
+
+    Bool masks are stored as 0/255 greyscale; ``read_mask`` gives uint8 back, so callers that
+    want bool use ``mask > 0`` (as FiftyOne does for instance masks).
+    """
+    return write_masks(root, rel_media, field, [(label_id, array)])[0]
+
+
+def write_masks(root, rel_media, field: str, masks: list[tuple[str, object]]) -> list[str]:
+    """``write_mask`` for several labels of one field of one sample: they share a directory,
+    so it is created and checked (realpath) once and fsynced once after every file is in place
+    (each file is still written atomically: temp file, fsync, rename). Returns the paths, in
+    order. The directory checks are what a mask costs most; this matters at 20 masks a sample.
+    """
+    rel_media = safe_rel(root, rel_media)
+    rels = [mask_rel(rel_media, field, lid) for lid, _ in masks]
+    if not rels:
+        return []
+    datas = [_mask_png(rel, array) for rel, (_, array) in zip(rels, masks)]
+    directory = Path(root) / posixpath.dirname(rels[0])
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        safe_rel(root, rel)  # re-check now that the directories exist (a planted symlink escapes)
-        write_bytes_atomic(target, buf.getvalue())
+        directory.mkdir(parents=True, exist_ok=True)
+        # re-check now that the directories exist (a planted symlink escapes)
+        _check_inside(root, posixpath.dirname(rels[0]), repr(rels[0]))
+        for rel, data in zip(rels, datas):
+            target = Path(root) / rel
+            try:  # the file itself can lead elsewhere only as a symlink: one lstat, not a realpath
+                if stat.S_ISLNK(os.lstat(target).st_mode):
+                    _check_inside(root, rel, repr(rel))
+            except FileNotFoundError:
+                pass
+            write_bytes_atomic(target, data, sync_dir=False)
+        fsync_dir(directory)
     except OSError as exc:
-        raise MediaError(f"{target}: cannot write mask: {exc.strerror or exc}") from None
-    return rel
+        raise MediaError(f"{directory}: cannot write mask: {exc.strerror or exc}") from None
+    return rels
 
 
 def read_mask(root, mask_path):

@@ -17,6 +17,7 @@ thread would replace the cookies another thread is using).
 """
 from __future__ import annotations
 
+import copy
 import email.utils
 import logging
 import random
@@ -85,6 +86,25 @@ class Transport:
         return f"{type(self).__name__}(url={self.url!r}, user={who!r})"
 
     __str__ = __repr__
+
+    def clone(self) -> "Transport | None":
+        """Another client for the same server and identity with its own HTTP session, for
+        another thread (see the module note), or None when the session was handed in by the
+        caller (it cannot be duplicated faithfully). A logged-in clone starts from copies of
+        the session cookies, so it needs no login of its own; it logs in by itself on a 401."""
+        if not self._own_session:
+            return None
+        other = type(self)(self.url, username=self.username, password=self._password, token=self._token,
+                           organization=self.organization, timeout=self.timeout, retries=self.retries,
+                           backoff=self.backoff, max_backoff=self.max_backoff)
+        for name, value in vars(self).items():  # per-instance tuning (upload sizes, ...) too
+            if not name.startswith("_") and name not in vars(other):
+                setattr(other, name, value)
+        if self._logged_in:
+            for cookie in self._session.cookies:
+                other._session.cookies.set_cookie(copy.copy(cookie))
+            other._logged_in = True
+        return other
 
     def close(self) -> None:
         if self._own_session:

@@ -212,7 +212,7 @@ def empty_segmentation(width: int, height: int, mask_targets: dict[int, str]) ->
 # writing
 
 
-def write_png(path: Path, mask: np.ndarray) -> None:
+def png_bytes(mask: np.ndarray) -> bytes:
     """Instance masks (bool) as 0/255 8-bit; semantic masks keep their values (8 or 16 bit)."""
     m = np.asarray(mask)
     if m.dtype == bool:
@@ -221,10 +221,18 @@ def write_png(path: Path, mask: np.ndarray) -> None:
         m = m.astype(np.uint16)
     else:
         m = m.astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(m).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(path: Path, mask: np.ndarray) -> None:
+    """``png_bytes`` of ``mask`` written atomically (temp file, fsync, rename) to ``path``."""
+    from ..atomic import write_bytes_atomic  # local: keep this module's imports light
+
+    data = png_bytes(mask)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(m).save(tmp, format="PNG")
-    tmp.replace(path)
+    write_bytes_atomic(path, data)
 
 
 def externalize_masks(value: Any, root: str | Path, mask_dir: str) -> Any:

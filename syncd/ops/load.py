@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 from .. import dataset
+from ..atomic import fsync_dir, write_bytes_atomic
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
 from ..ids import label_id
 from ..labels import import_annotations
 from ..labels.video import import_video
 from ..merge import merge_sample, merge_video
 from ..runs import RunStore
-from ..labels.masks import write_png
+from ..labels.masks import png_bytes
 from ..schema import labels_of
 from .common import count_labels, is_video, jobs_of, media_changed, schema_of, set_batch, stamp_derived_ids, swap_tags
 
@@ -21,6 +24,7 @@ log = logging.getLogger("syncd.ops")
 
 MERGE_THREADS = 8    # sample files written at once (fsync waits overlap)
 MERGE_GROUP = 128    # samples recorded as merged per run-file write
+JOB_THREADS = 4      # jobs downloaded at once (each thread its own client)
 
 
 def load_run(client, root, key: str, *, cleanup: bool | None = None, unexpected: str = "keep",
@@ -66,23 +70,73 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
     for frame, rel in enumerate(batch["samples"]):
         fm = frames_meta[frame] if frame < len(frames_meta) else (frames_meta[0] if frames_meta else {})
         frames[frame] = {"sample": rel, "width": fm.get("width"), "height": fm.get("height")}
-    downloaded: dict[str, dict] = {}
-    for job in jobs_of(client, tid):
-        ann = client.job_annotations(job["id"])
-        stamp_derived_ids(ann, task_labels, tid)
-        part = import_annotations(ann, task_labels, {f: frames[f] for f in frames
-                                                     if job["start_frame"] <= f <= job["stop_frame"]},
-                                  schema, unexpected=unexpected)
-        for rel, fields in part.items():
-            downloaded.setdefault(rel, {}).update(fields)
+    downloaded = _download(client, tid, task_labels, frames, schema, unexpected)
     merged = set(run.get("merged", []))
     todo = [rel for rel in batch["samples"] if rel not in merged]
+    _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, summary, progress)
+
+
+def _download(client, tid, task_labels, frames, schema, unexpected) -> dict[str, dict]:
+    """Every job's annotations converted to {sample: {field: value}}. Jobs are fetched from a
+    few threads, each with its own client (a client's login session is not shared between
+    threads); the parts are combined in job order, as a sequential download would."""
+    jobs = jobs_of(client, tid)
+
+    def one(job, c) -> dict:
+        ann = c.job_annotations(job["id"])
+        stamp_derived_ids(ann, task_labels, tid)
+        part_frames = {f: info for f, info in frames.items() if job["start_frame"] <= f <= job["stop_frame"]}
+        return import_annotations(ann, task_labels, part_frames, schema, unexpected=unexpected)
+
+    clone = getattr(client, "clone", None)
+    clients = [c for c in (clone() for _ in range(min(JOB_THREADS, len(jobs)))) if c is not None] \
+        if len(jobs) > 1 and clone else []
+    if not clients:  # one job, or a client that cannot be duplicated: no threads
+        parts = [one(job, client) for job in jobs]
+    else:
+        idle: queue.SimpleQueue = queue.SimpleQueue()
+        for c in clients:
+            idle.put(c)
+
+        def fetch(job):
+            c = idle.get()  # never more threads than clients: one is always free
+            try:
+                return one(job, c)
+            finally:
+                idle.put(c)
+        try:
+            with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+                parts = list(pool.map(fetch, jobs))
+        finally:
+            for c in clients:
+                c.close()
+    downloaded: dict[str, dict] = {}
+    for part in parts:
+        for rel, fields in part.items():
+            downloaded.setdefault(rel, {}).update(fields)
+    return downloaded
+
+
+def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, summary, progress) -> None:
+    """Merge the downloaded labels into the sample files of ``todo`` and record them as merged.
+
+    Sample files are written by a few threads (each write is fsync'd: the waits overlap), all
+    submitted at once so the writers never wait for the bookkeeping. Results are taken a group
+    of MERGE_GROUP at a time, in order: once every write of a group has returned, the group's
+    directories are fsynced (the writes skip that, one directory fsync covers a whole group's
+    renames) and only then is the group recorded as merged, with one run-file write. A crash
+    inside a group leaves written-but-unrecorded samples, which _with_already_merged merges
+    again without duplicates."""
     trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
 
     def write(rel):
-        """Merge one sample file; returns (labels merged) or the error that skips it."""
+        """-> ("flag", reason) | ("skip", error) | ("ok", labels merged)."""
+        reason = media_changed(root, rel, run)
+        if reason:
+            return "flag", reason
         fields = downloaded.get(rel, {})
-        fields = _write_masks(root, rel, fields, _current_mask_paths(root, rel, fields))
+        if _holds_masks(fields):
+            fields = _write_masks(root, rel, fields, _current_mask_paths(root, rel, fields))
         sent = run.get("sent", {}).get(rel, {})
 
         def change(sample):
@@ -90,53 +144,52 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
                                schema, dest_field)
             return swap_tags(out, trigger, done)
         try:
-            dataset.update_sample(root, rel, change)
+            dataset.update_sample(root, rel, change, sync_dir=False)
         except (SampleFileError, MediaError) as e:
-            return e
-        return sum(count_labels(v) for v in fields.values())
+            return "skip", e
+        return "ok", sum(count_labels(v) for v in fields.values())
 
-    # Sample files are written by a few threads (each write is fsync'd: the waits overlap) and
-    # recorded as merged a group at a time, after every write of the group has returned: the
-    # run file is rewritten once per group, not once per sample. A crash inside a group leaves
-    # written-but-unrecorded samples, which _with_already_merged merges again without duplicates.
     with ThreadPoolExecutor(max_workers=MERGE_THREADS) as pool:
-        for g in range(0, len(todo), MERGE_GROUP):
-            group, flags, written, failure = todo[g:g + MERGE_GROUP], {}, [], None
-            ready = []
-            for rel in group:
-                reason = media_changed(root, rel, run)
-                if reason:
-                    flags[rel] = reason
-                    summary["flagged"][rel] = reason
-                    log.warning("not merging %s: %s", rel, reason)
-                else:
-                    ready.append(rel)
-            futures = [(rel, pool.submit(write, rel)) for rel in ready]
-            for rel, fut in futures:
-                try:
-                    outcome = fut.result()
-                except Exception as e:  # record the others before raising
-                    failure = failure or e
-                    continue
-                if isinstance(outcome, Exception):
-                    summary["skipped"][rel] = str(outcome)
-                    log.warning("not merging %s: %s", rel, outcome)
-                    continue
-                written.append(rel)
-                summary["samples"] += 1
-                summary["labels"] += outcome
+        pending = [[(rel, pool.submit(write, rel)) for rel in todo[g:g + MERGE_GROUP]]
+                   for g in range(0, len(todo), MERGE_GROUP)]
+        try:
+            for group in pending:
+                flags, written, failure = {}, [], None
+                for rel, fut in group:
+                    try:
+                        kind, value = fut.result()
+                    except Exception as e:  # record the others before raising
+                        failure = failure or e
+                        continue
+                    if kind == "flag":
+                        flags[rel] = value
+                        summary["flagged"][rel] = value
+                        log.warning("not merging %s: %s", rel, value)
+                    elif kind == "skip":
+                        summary["skipped"][rel] = str(value)
+                        log.warning("not merging %s: %s", rel, value)
+                    else:
+                        written.append(rel)
+                        summary["samples"] += 1
+                        summary["labels"] += value
+                for directory in sorted({os.path.dirname(os.path.join(root, rel)) for rel in written}):
+                    fsync_dir(directory)
 
-            def mark(rec, flags=flags, written=written):
-                if flags:
-                    rec.setdefault("flagged", {}).update(flags)
-                have = set(rec["merged"])
-                rec["merged"].extend(r for r in written if r not in have)
-            if flags or written:
-                store.modify(key, mark)
-            if progress and written:
-                progress(len(written))
-            if failure is not None:
-                raise failure
+                def mark(rec, flags=flags, written=written):
+                    if flags:
+                        rec.setdefault("flagged", {}).update(flags)
+                    have = set(rec["merged"])
+                    rec["merged"].extend(r for r in written if r not in have)
+                if flags or written:
+                    store.modify(key, mark)
+                if progress and written:
+                    progress(len(written))
+                if failure is not None:
+                    raise failure
+        finally:
+            for group in pending:  # after a failure: writes not started yet are not made
+                for _, fut in group:
+                    fut.cancel()
 
 
 def _load_video(client, root, store, run, batch, schema, unexpected, summary, task_labels, meta) -> None:
@@ -205,35 +258,62 @@ def _current_mask_paths(root, rel: str, fields: dict) -> dict[tuple[str, str], s
     return out
 
 
+def _is_array(mask) -> bool:
+    return mask is not None and not isinstance(mask, (str, dict, list))
+
+
+def _holds_masks(fields: dict) -> bool:
+    """Whether any downloaded label carries a mask array (only then are mask files written and
+    the sample read beforehand for the labels' current mask paths)."""
+    for value in fields.values():
+        if isinstance(value, dict):
+            if any(isinstance(lb, dict) and _is_array(lb.get("mask")) for lb in value.get("detections") or []):
+                return True
+            if _is_array(value.get("mask")):
+                return True
+    return False
+
+
 def _write_masks(root, rel: str, fields: dict, current: dict | None = None) -> dict:
     """Masks arrive as numpy arrays under ``mask``; store them as PNGs below the root and refer
     to them by ``mask_path``: the label's existing file if it has one, else a file named after
-    the label id, so rewriting is idempotent."""
+    the label id, so rewriting is idempotent. New files of one field are written together
+    (``dataset.write_masks``: one directory check and one directory fsync for all of them)."""
     out = {}
     for field, value in fields.items():
         if isinstance(value, dict):
             value = dict(value)
-            for list_key in ("detections",):
-                if isinstance(value.get(list_key), list):
-                    value[list_key] = [_mask_to_path(root, rel, field, lb, current) for lb in value[list_key]]
+            new: list[tuple[dict, str, object]] = []   # (label, id, mask) needing a new file
+            if isinstance(value.get("detections"), list):
+                value["detections"] = [_mask_to_path(root, field, lb, current, new) for lb in value["detections"]]
             if value.get("_cls") in ("Segmentation", "Detection"):
-                value = _mask_to_path(root, rel, field, value, current)
+                value = _mask_to_path(root, field, value, current, new)
+            if new:
+                paths = dataset.write_masks(root, rel, field, [(lid, mask) for _, lid, mask in new])
+                for (label, _, _), path in zip(new, paths):
+                    label["mask_path"] = path
         out[field] = value
     return out
 
 
-def _mask_to_path(root, rel, field, label: dict, current: dict | None = None) -> dict:
+def _mask_to_path(root, field, label: dict, current: dict | None, new: list) -> dict:
+    """The label without its mask array: an edit is written over the label's current file at
+    once; a new mask is queued in ``new`` and gets its ``mask_path`` when the queue is written."""
     mask = label.get("mask")
-    if mask is None or isinstance(mask, (str, dict, list)):
+    if not _is_array(mask):
         return label
     label = dict(label)
+    label.pop("mask")
     lid = label_id(label) or "mask"
     existing = (current or {}).get((field, lid))
     if existing:
         target = Path(root) / dataset.safe_rel(root, existing)
-        write_png(target, mask)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(target, png_bytes(mask))
+        except OSError as exc:
+            raise MediaError(f"{target}: cannot write mask: {exc.strerror or exc}") from None
         label["mask_path"] = existing
     else:
-        label["mask_path"] = dataset.write_mask(root, rel, field, lid, mask)
-    label.pop("mask")
+        new.append((label, lid, mask))
     return label

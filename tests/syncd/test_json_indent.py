@@ -1,0 +1,64 @@
+"""Sample files are written by syncd's own indenting JSON encoder: its bytes must be exactly
+what ``json.dumps(indent=2, ensure_ascii=False, allow_nan=False)`` gives, and it must refuse
+what json refuses, with json's own errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from syncd.atomic import dumps_json
+from syncd.json_indent import dumps_indented
+
+
+def reference(obj):
+    return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=10**20),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text())
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
+                                                       st.dictionaries(st.text(), inner, max_size=5)),
+                      max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_same_text_as_json_dumps(value):
+    assert dumps_indented(value) == reference(value)
+
+
+def test_a_sample_file_with_labels_is_byte_identical():
+    sample = {"filepath": "a/b.jpg", "tags": ["annotated"],
+              "metadata": {"_cls": "ImageMetadata", "width": 640, "height": 480},
+              "gt": {"_cls": "Detections", "detections": [
+                  {"_id": {"$oid": "0" * 24}, "_cls": "Detection", "label": "çà \"q\" \u2028\x00",
+                   "bounding_box": [0.1, 1e-07, 0.5, -0.0], "confidence": None, "tags": [],
+                   "attributes": {}, "iscrowd": False, "n": 10**30}]}}
+    assert dumps_json(sample) == (reference(sample) + "\n").encode("utf-8")
+
+
+@pytest.mark.parametrize("value", [{"x": float("nan")}, [float("inf")], {"x": object()}, {"x": {1, 2}}])
+def test_refuses_what_json_refuses_with_the_same_error(value):
+    with pytest.raises((TypeError, ValueError)) as ours:
+        dumps_indented(value)
+    with pytest.raises(type(ours.value)) as theirs:
+        reference(value)
+    assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("value", [{1: "a", None: 2, True: [3]}, {"t": (1, 2)}, [[[[[[[[]]]]]]]] * 2])
+def test_values_json_converts_come_out_as_json_converts_them(value):
+    assert dumps_indented(value) == reference(value)
+
+
+def test_deep_and_circular_values():
+    deep = [0]
+    for _ in range(200):
+        deep = [deep]
+    assert dumps_indented(deep) == reference(deep)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        dumps_indented(loop)
