@@ -128,6 +128,7 @@ class RunStore:
         self._counters = TinyDB(self.dir / "counters.json", storage=AtomicJSONStorage).table(
             "counters", cache_size=0)
         self._migrate_single_file()
+        self._remove_torn_writes()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -160,6 +161,19 @@ class RunStore:
 
     def _missing(self, key: str) -> RunError:
         return RunError(f"no run '{key}' in {self.root}")
+
+    def _remove_torn_writes(self) -> None:
+        """Delete temporary files left by a writer killed mid-write (``.<name>.XXXX.tmp``).
+
+        Every write of a run file happens under the runs lock, so while we hold it no temporary
+        file here belongs to a live writer; the records themselves are whole (atomic rename)."""
+        with self._locked():
+            for folder in (self.dir, self.runs_dir):
+                for tmp in folder.glob(".*.tmp"):
+                    try:
+                        tmp.unlink()
+                    except OSError:
+                        pass
 
     def _migrate_single_file(self) -> None:
         """Runs kept by an earlier syncd in one ``runs.json`` move to one file each, once."""

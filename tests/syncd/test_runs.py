@@ -190,3 +190,13 @@ def test_lock_dies_with_its_holder(tmp_path):
         proc.stdout.close()
     with acquire_root_lock(tmp_path):  # kill -9 leaves no stale lock
         pass
+
+
+def test_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    store = RunStore(tmp_path)
+    store.create("a", {})
+    torn = tmp_path / ".syncd" / "runs" / ".a.json.k3j2.tmp"
+    torn.write_text('{"run": {"1": {"key": "a", "sta')  # what kill -9 mid-write leaves
+    RunStore(tmp_path)
+    assert not torn.exists()
+    assert store.get("a")["key"] == "a"
