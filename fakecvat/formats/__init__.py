@@ -39,17 +39,17 @@ class FormatError(Exception):
 
 
 def _exporters() -> dict[str, tuple[str, Callable]]:
-    from . import coco, cvat_xml
+    from . import coco, cvat_xml_export
     return {
-        "CVAT for images 1.1": ("ZIP", cvat_xml.export_images),
-        "CVAT for video 1.1": ("ZIP", cvat_xml.export_video),
+        "CVAT for images 1.1": ("ZIP", cvat_xml_export.export_images),
+        "CVAT for video 1.1": ("ZIP", cvat_xml_export.export_video),
         "COCO 1.0": ("ZIP", coco.export),
     }
 
 
 def _importers() -> dict[str, tuple[str, Callable]]:
-    from . import cvat_xml
-    return {"CVAT 1.1": ("XML, ZIP", cvat_xml.import_file)}
+    from . import cvat_xml_import
+    return {"CVAT 1.1": ("XML, ZIP", cvat_xml_import.import_file)}
 
 
 EXPORTERS = _exporters()

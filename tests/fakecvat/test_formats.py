@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from fakecvat.formats import ExportContext, FormatError, Frame, coco, cvat_xml
+from fakecvat.formats import ExportContext, FormatError, Frame, coco, cvat_xml_export, cvat_xml_import
 from fakecvat.models import interpolation
 
 LABELS = [
@@ -36,7 +36,7 @@ def shape(**kw):
 
 def test_images_xml_layout():
     data = {"tags": [], "tracks": [], "shapes": [shape(), shape(id=2, type="mask", label_id=2, points=[0, 2, 2, 5, 6, 6, 7], attributes=[])]}
-    xml = cvat_xml.annotations_xml_images(ctx(), data)
+    xml = cvat_xml_export.annotations_xml_images(ctx(), data)
     assert xml.startswith('<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n  <meta>\n    <task>\n      <id>5</id>')
     assert "<created>2024-01-02 03:04:05.000001+00:00</created>" in xml
     assert "<subset>default</subset>" in xml and "<url>http://h/api/jobs/9</url>" in xml
@@ -49,8 +49,8 @@ def test_images_xml_layout():
 def test_xml_round_trip_and_zip():
     data = {"tags": [{"id": 1, "frame": 1, "label_id": 1, "group": 3, "source": "auto", "attributes": []}],
             "shapes": [shape(type="ellipse", points=[10, 10, 15, 7], rotation=30.0)], "tracks": []}
-    blob = cvat_xml.export_images(ctx(), data)
-    back = cvat_xml.import_file(blob, LABELS)
+    blob = cvat_xml_export.export_images(ctx(), data)
+    back = cvat_xml_import.import_file(blob, LABELS)
     (s,) = back["shapes"]
     assert (s["type"], s["points"], s["rotation"], s["attributes"]) == ("ellipse", [10, 10, 15, 7], 30.0, [{"spec_id": 11, "value": "blue"}])
     (t,) = back["tags"]
@@ -67,7 +67,7 @@ def test_xml_round_trip_and_zip():
 ])
 def test_bad_files_are_refused_with_a_reason(raw, needle):
     with pytest.raises(FormatError, match=needle):
-        cvat_xml.import_file(raw, LABELS)
+        cvat_xml_import.import_file(raw, LABELS)
 
 
 def test_interpolation_between_keyframes_and_outside():
