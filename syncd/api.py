@@ -26,6 +26,10 @@ from .runs import RunStore
 
 def _client(url: str | None, client: CVATClient | None, organization: str | None = None) -> CVATClient:
     if client is not None:
+        if organization and (client.organization or "") != organization:
+            # the run would silently land outside the organization it names
+            raise SyncdError(f"organization {organization!r} differs from the given client's "
+                             f"({client.organization!r}): make the client with organization={organization!r}")
         return client
     return client_from_env(url, organization=organization) if organization else client_from_env(url)
 
