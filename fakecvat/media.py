@@ -61,6 +61,75 @@ def probe_image(path: str | Path, name: str | None = None) -> tuple[int, int]:
         raise MediaError(f"Unable to read the image file {name or Path(path).name}: {e}") from e
 
 
+def probe_image_bytes(data: bytes, name: str) -> tuple[int, int]:
+    """``probe_image`` of an upload still in memory (no second read of the file)."""
+    return probe_image(io.BytesIO(data), name)
+
+
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def probe_image_header(path: str | Path, name: str | None = None) -> tuple[int, int]:
+    """(width, height) from the header alone, for files CVAT reads where they are (the share).
+
+    No pixel is decoded: a share file is not an upload that may have been cut short, and
+    sizing 1000 of them must cost milliseconds (a few small reads each), not a decode. The
+    JPEG and PNG headers are read directly; anything else, or a header this reader does not
+    understand, goes through Pillow's lazy ``Image.open`` (still header-only), which also
+    gives the usual error for a file that is not an image at all.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = _jpeg_or_png_size(f)
+    except OSError:
+        size = None
+    if size and (Image.MAX_IMAGE_PIXELS is None or size[0] * size[1] <= Image.MAX_IMAGE_PIXELS):
+        return size  # (a huge one goes through Pillow's decompression-bomb guard below)
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise MediaError(f"Unable to read the image file {name or Path(path).name}: {e}") from e
+
+
+def _jpeg_or_png_size(f) -> tuple[int, int] | None:
+    """The size a JPEG's start-of-frame or a PNG's IHDR states, or None (not one of those, or
+    not a header read this simply: the caller asks Pillow)."""
+    head = f.read(24)
+    if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
+        w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        return (w, h) if w > 0 and h > 0 else None
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    for _ in range(64):  # segments before the frame header: APPn, DQT, DHT... never many
+        f.seek(pos)
+        seg = f.read(9)
+        if len(seg) < 4 or seg[0] != 0xFF:
+            return None
+        marker = seg[1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        length = int.from_bytes(seg[2:4], "big")
+        if marker in _SOF:
+            if len(seg) < 9 or length < 8:
+                return None
+            h, w = int.from_bytes(seg[5:7], "big"), int.from_bytes(seg[7:9], "big")
+            return (w, h) if w > 0 and h > 0 else None
+        if length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
 def load_image(path: str | Path) -> Image.Image:
     with Image.open(path) as im:
         im.load()

@@ -1,8 +1,9 @@
 """Attaching media to a task (cvat-api.md §6.2-6.3): upload sessions, the data parameters,
 and the background processing that gives the task its frames, size, mode and jobs.
 
-Client files are stored under ``MEDIA_DIR/tasks/<id>/raw/``; share files are referenced in
-place under ``SHARE_DIR`` (never outside it). Processing is a request of operation type
+Client files are stored under ``MEDIA_DIR/tasks/<id>/raw/`` and probed (size, pixels decodable)
+as they arrive; share files are referenced in place under ``SHARE_DIR`` (never outside it, never
+copied) and sized from their headers. Processing is a request of operation type
 ``create:task`` (see :mod:`fakecvat.models.requests`), so it finishes per the async policy.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import media
@@ -50,17 +52,48 @@ def upload_start(store: Store, task: dict, media_dir) -> None:
 
 
 def add_client_files(store: Store, task: dict, media_dir, files: list[tuple[str, object]]) -> list[str]:
-    """Save ``[(filename, stream)]`` (already in ``client_files[i]`` order) into the task."""
+    """Save ``[(filename, stream)]`` (already in ``client_files[i]`` order) into the task.
+
+    Each image is also probed here, as it arrives (its size, or why it cannot be read, kept in
+    the task's upload state): ``finish`` then has nothing left to decode, and batches a client
+    sends side by side are saved and checked side by side. A bad file still fails the task's
+    creation, not this request (as in CVAT, where checks happen when the task is created).
+    The store lock is held only to check and record state, not while writing and decoding.
+    """
     with store.lock:
         ensure_no_data(store, task)
-        dest = raw_dir(media_dir, task["id"])
-        names = [uploads.safe_name(name) for name, _ in files]  # reject hostile names before writing any
-        for (name, stream) in files:
-            uploads.save_stream(dest, name, stream)
+    dest = raw_dir(media_dir, task["id"])
+    names = [uploads.safe_name(name) for name, _ in files]  # reject hostile names before writing any
+    probed: dict[str, object] = {}
+
+    def save(item):
+        name, stream = item
+        base = uploads.save_stream(dest, name, stream).name
+        data = stream.getvalue() if hasattr(stream, "getvalue") else None
+        if data is not None and not media.is_video(base):
+            try:
+                probed[base] = list(media.probe_image_bytes(data, base))
+            except media.MediaError as e:
+                probed[base] = str(e)
+    _in_parallel(save, files)
+    with store.lock:
         state = store.get("tasks", task["id"]).get("upload") or {"files": []}
-        state = {"files": state["files"] + names}
+        state = {"files": state["files"] + names, "probed": {**(state.get("probed") or {}), **probed}}
         store.update("tasks", task["id"], upload=state)
         return names
+
+
+PROBE_THREADS = 4
+
+
+def _in_parallel(fn, items) -> list:
+    """``[fn(x) for x in items]`` in a few threads: saving and decoding images spend their time
+    in system calls and Pillow's C decoder, which release the GIL. The first error is raised."""
+    items = list(items)
+    if len(items) < 8:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+        return list(pool.map(fn, items))
 
 
 # ---- parameters ------------------------------------------------------------------------------
@@ -154,7 +187,9 @@ def finish(store: Store, user: dict, task: dict, params: dict, *, media_dir, sha
                 raise FieldError("upload_file_order", f"Uploaded files do not match the 'upload_file_order' "
                                  f"field contents. Extra: {extra}, missing: {missing}")
             client = list(p["upload_file_order"])
-        files = ([{"name": n, "path": str(raw_dir(media_dir, task["id"]) / n)} for n in client] if client else
+        probed = (task.get("upload") or {}).get("probed") or {}
+        files = ([dict({"name": n, "path": str(raw_dir(media_dir, task["id"]) / n)},
+                       **({"probed": probed[n]} if n in probed else {})) for n in client] if client else
                  [{"name": n, "share": n} for n in p["server_files"]])
         store.update("tasks", task["id"], image_quality=p["image_quality"])
         rq = rq_id_for(task["id"])
@@ -231,8 +266,20 @@ def _process(store: Store, task: dict, prm: dict) -> None:
         total = len(files)
         frames = []
         stop = min(p["stop_frame"] if p["stop_frame"] is not None else total - 1, total - 1)
-        for f in files[start:stop + 1:step]:
-            w, h = media.probe_image(f["path"], f["name"])
+        share = prm["storage"] == "share"
+
+        def size_of(f):
+            known = f.get("probed")  # checked when it was uploaded: [w, h], or why it is unreadable
+            if isinstance(known, str):
+                raise media.MediaError(known)
+            if known:
+                return known
+            # Share files are read where they are (CVAT's share storage): only their header,
+            # since nothing was uploaded that could have been cut short on the way. Uploads not
+            # probed on arrival (TUS) get the full check.
+            return (media.probe_image_header if share else media.probe_image)(f["path"], f["name"])
+        chosen = files[start:stop + 1:step]
+        for f, (w, h) in zip(chosen, _in_parallel(size_of, chosen) if not share else map(size_of, chosen)):
             frames.append({"name": f["name"], "width": w, "height": h, "path": f["path"]})
         mode = "annotation"
     stop = min(p["stop_frame"] if p["stop_frame"] is not None else total - 1, total - 1)
