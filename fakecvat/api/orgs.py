@@ -139,8 +139,7 @@ def create_invitation():
     return respond(orgs.serialize_invitation(_store(), inv, base_url()), 201)
 
 
-@bp.get("/api/invitations/<key>")
-def get_invitation(key):
+def _visible_invitation(key: str) -> dict:
     store = _store()
     inv = store.get("invitations", key)
     if inv is None:
@@ -148,7 +147,18 @@ def get_invitation(key):
     if not (users.is_admin(g.user) or inv["user_id"] == g.user["id"]
             or orgs.is_member(store, g.user, inv["organization_id"])):
         raise PermissionDenied()
-    return respond(orgs.serialize_invitation(store, inv, base_url()))
+    return inv
+
+
+@bp.get("/api/invitations/<key>")
+def get_invitation(key):
+    return respond(orgs.serialize_invitation(_store(), _visible_invitation(key), base_url()))
+
+
+@bp.delete("/api/invitations/<key>")
+def delete_invitation(key):
+    orgs.delete_invitation(_store(), g.user, _visible_invitation(key))
+    return no_content()
 
 
 # ---- control ----------------------------------------------------------------------------------------

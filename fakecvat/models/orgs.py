@@ -283,6 +283,8 @@ def delete_membership(store: Store, caller: dict, m: dict) -> None:
     with store.lock:
         events.emit(store, "delete:membership", "membership", m["id"], dict(m), caller)
         store.delete("memberships", m["id"])
+        if m.get("invitation"):
+            store.delete("invitations", m["invitation"])  # CVAT's invitation goes with its membership
 
 
 def serialize_membership(store: Store, m: dict, base: str) -> dict:
@@ -337,6 +339,18 @@ def invite(store: Store, caller: dict, ctx: OrgContext, data: dict) -> dict:
     events.emit(store, "create:invitation", "invitation", key, None, caller)
     events.emit(store, "create:membership", "membership", m["id"], None, caller)
     return inv
+
+
+def delete_invitation(store: Store, caller: dict, inv: dict) -> None:
+    """Its sender or the organization's managers withdraw it; the membership it made stays."""
+    if not (users.is_admin(caller) or inv.get("owner_id") == caller["id"]
+            or is_manager(store, caller, inv["organization_id"])):
+        raise PermissionDenied()
+    with store.lock:
+        events.emit(store, "delete:invitation", "invitation", inv["id"], dict(inv), caller)
+        store.delete("invitations", inv["id"])
+        for m in store.find("memberships", lambda m: m.get("invitation") == inv["id"]):
+            store.update("memberships", m["id"], invitation=None)
 
 
 def add_member(store: Store, org: dict, user: dict, role: str) -> dict:

@@ -136,6 +136,11 @@ def test_invitations_add_members_at_once(fakecvat, lab):
                  json={"role": "supervisor", "username": "user3"}), 201)
     assert ok(api(fakecvat, "GET", f"/api/invitations/{inv['key']}", auth=USER3))["role"] == "supervisor"
     assert users_of(api(fakecvat, "GET", "/api/memberships", auth=USER3, org="lab")) == {"user1", "user2", "user3"}
+    # withdrawing an accepted invitation leaves the membership; the invitee may not withdraw it
+    assert api(fakecvat, "DELETE", f"/api/invitations/{inv['key']}", auth=USER3).status_code == 403
+    ok(api(fakecvat, "DELETE", f"/api/invitations/{inv['key']}", auth=USER1), 204)
+    assert api(fakecvat, "GET", f"/api/invitations/{inv['key']}", auth=USER1).status_code == 404
+    assert "user3" in users_of(api(fakecvat, "GET", "/api/memberships", auth=USER1, org="lab"))
 
 
 # ---- the context ----------------------------------------------------------------------------------
