@@ -3,32 +3,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from syncd.ids import new_id
-from syncd.labels import export_sample, import_annotations, resolve_ids
-from syncd.schema import build_schema, cvat_labels
+from syncd.schema import build_schema
+
+from label_helpers import through_cvat
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
-
-
-def server_labels(schema):
-    out, next_id = [], 1000
-    for i, lab in enumerate(cvat_labels(schema)):
-        attrs = []
-        for a in lab["attributes"]:
-            next_id += 1
-            attrs.append({**a, "id": next_id})
-        out.append({"id": i + 1, "name": lab["name"], "type": "any", "attributes": attrs})
-    return out
-
-
-def through_cvat(sample, schema, w, h):
-    items, _ = export_sample(sample, 0, schema, w, h, None)
-    labels = server_labels(schema)
-    data = resolve_ids(items, labels)
-    for n, item in enumerate(data["shapes"] + data["tags"]):  # the server numbers them
-        item["id"] = n + 1
-    return import_annotations(data, labels, {0: {"sample": "s", "width": w, "height": h}},
-                              schema)["s"]
 
 
 sizes = st.tuples(st.integers(8, 300), st.integers(8, 300))
@@ -48,7 +28,7 @@ def test_boxes_round_trip_within_a_pixel(size, bxs, crowd):
     labs = [{"_id": {"$oid": new_id()}, "_cls": "Detection", "label": "a", "bounding_box": b,
              "iscrowd": crowd} for b in bxs]
     sample = {"gt": {"_cls": "Detections", "detections": labs}}
-    got = through_cvat(sample, build_schema([sample], "gt"), w, h)["gt"]["detections"]
+    got = through_cvat(sample, build_schema([sample], "gt"), w, h).got["gt"]["detections"]
     assert [g["_id"] for g in got] == [lab["_id"] for lab in labs]
     for g, lab in zip(got, labs):
         x, y, bw, bh = lab["bounding_box"]
@@ -68,7 +48,7 @@ def test_open_polylines_round_trip_within_a_pixel(size, parts):
            "points": [[list(p) for p in part] for part in parts], "closed": False,
            "filled": False}
     sample = {"lines": {"_cls": "Polylines", "polylines": [lab]}}
-    (g,) = through_cvat(sample, build_schema([sample], "lines"), w, h)["lines"]["polylines"]
+    (g,) = through_cvat(sample, build_schema([sample], "lines"), w, h).got["lines"]["polylines"]
     assert g["_id"] == lab["_id"] and len(g["points"]) == len(parts)
     for gp, part in zip(g["points"], lab["points"]):
         d = np.abs(np.array(gp) - np.array(part)) * [w, h]
@@ -93,7 +73,7 @@ def test_instance_masks_round_trip_exactly(case):
            "mask": mask}
     sample = {"inst": {"_cls": "Detections", "detections": [lab]}}
     schema = build_schema([sample], "inst")
-    (g,) = through_cvat(sample, schema, w, h)["inst"]["detections"]
+    (g,) = through_cvat(sample, schema, w, h).got["inst"]["detections"]
     assert g["_id"] == lab["_id"]
     assert np.allclose(np.array(g["bounding_box"]) * [w, h, w, h],
                        np.array(box) * [w, h, w, h])
@@ -108,7 +88,7 @@ def test_segmentation_masks_round_trip_exactly(w, h, data):
     seg = {"_id": {"$oid": new_id()}, "_cls": "Segmentation", "mask": mask}
     schema = build_schema([{"seg": seg}], {"seg": {"mask_targets": {
         0: "bg", 1: "a", 2: "b", 5: "c"}}})
-    got = through_cvat({"seg": seg}, schema, w, h)["seg"]
+    got = through_cvat({"seg": seg}, schema, w, h).got["seg"]
     if mask.any():
         assert got["_id"] == seg["_id"] and (got["mask"] == mask).all()
     else:

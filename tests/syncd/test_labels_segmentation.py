@@ -4,20 +4,11 @@ from PIL import Image
 
 from syncd.ids import new_id
 from syncd.labels import export_sample, import_annotations, resolve_ids
-from syncd.schema import build_schema, cvat_labels
+from syncd.schema import build_schema
+
+from label_helpers import server_labels
 
 TARGETS = {0: "background", 1: "road", 2: "car", 3: "sky"}
-
-
-def server_labels(schema):
-    out, next_id = [], 1000
-    for i, lab in enumerate(cvat_labels(schema)):
-        attrs = []
-        for a in lab["attributes"]:
-            next_id += 1
-            attrs.append({**a, "id": next_id})
-        out.append({"id": i + 1, "name": lab["name"], "type": "any", "attributes": attrs})
-    return out
 
 
 def test_segmentation_round_trip_through_mask_shapes(tmp_path):

@@ -4,33 +4,10 @@ import pytest
 from PIL import Image
 
 from syncd.ids import new_id
-from syncd.labels import export_sample, import_annotations, resolve_ids
 from syncd.labels.masks import rle_decode, rle_encode
-from syncd.schema import build_schema, cvat_labels
+from syncd.schema import build_schema
 
-
-def server_labels(schema):
-    out, next_id = [], 1000
-    for i, lab in enumerate(cvat_labels(schema)):
-        attrs = []
-        for a in lab["attributes"]:
-            next_id += 1
-            attrs.append({**a, "id": next_id})
-        out.append({"id": i + 1, "name": lab["name"], "type": "any", "attributes": attrs})
-    return out
-
-
-def through_cvat(sample, schema, w=640, h=480, root=None, unexpected="keep", edit=None):
-    items, sent = export_sample(sample, 0, schema, w, h, root)
-    labels = server_labels(schema)
-    data = resolve_ids(items, labels)
-    for n, item in enumerate(data["tags"] + data["shapes"]):
-        item["id"] = n + 1
-    if edit:
-        edit(data, labels)
-    got = import_annotations(data, labels, {0: {"sample": "s", "width": w, "height": h}},
-                             schema, unexpected)
-    return items, sent, got["s"]
+from label_helpers import through_cvat
 
 
 def label(cls, name, **kw):
@@ -45,7 +22,7 @@ def test_detections_rectangles_use_fiftyones_rounding_and_attributes():
     b = label("Detection", "dog", bounding_box=[0.0125, 0.0125, 0.5, 0.5])
     sample = {"gt": {"_cls": "Detections", "detections": [a, b]}}
     schema = build_schema([sample], "gt")
-    items, sent, got = through_cvat(sample, schema, 200, 200)
+    items, _, sent, got = through_cvat(sample, schema, 200, 200)
     s0, s1 = items["shapes"]
     assert s0["type"] == "rectangle" and s0["points"] == [50.0, 100.0, 150.0, 150.0]
     assert all(isinstance(p, float) for p in s0["points"])
@@ -78,7 +55,7 @@ def test_instances_become_mask_shapes_with_inclusive_box(tmp_path):
     plain = label("Detection", "cat", bounding_box=[0.1, 0.1, 0.1, 0.1])  # no mask: not sent
     sample = {"inst": {"_cls": "Detections", "detections": [d, plain]}}
     schema = build_schema([sample], {"inst": {"type": "instances"}})
-    items, sent, got = through_cvat(sample, schema, 100, 100, root=tmp_path)
+    items, _, sent, got = through_cvat(sample, schema, 100, 100, root=tmp_path)
     (shape,) = items["shapes"]
     assert shape["type"] == "mask"
     assert shape["points"][-4:] == [10.0, 20.0, 49.0, 39.0]   # xtl, ytl, xbr-1, ybr-1
@@ -96,7 +73,7 @@ def test_inline_mask_is_resized_to_the_rounded_box():
     sample = {"inst": {"_cls": "Detections", "detections": [d]}}
     schema = build_schema([sample], "inst")
     assert schema["inst"].type == "instances"
-    items, _, got = through_cvat(sample, schema, 8, 8)
+    items, _, _, got = through_cvat(sample, schema, 8, 8)
     assert items["shapes"][0]["points"][-4:] == [0.0, 0.0, 3.0, 3.0]
     m = got["inst"]["detections"][0]["mask"]
     assert m.shape == (4, 4) and m[:2, :2].all() and m[2:, 2:].all() and not m[:2, 2:].any()
@@ -112,7 +89,7 @@ def test_open_polylines_and_filled_polygons():
     polys = {"polys": {"_cls": "Polylines", "polylines": [pg]}}
     schema = build_schema([lines], "lines")
     assert schema["lines"].type == "polylines"
-    items, sent, got = through_cvat(lines, schema, 100, 100)
+    items, _, sent, got = through_cvat(lines, schema, 100, 100)
     assert items["shapes"][0]["type"] == "polyline"
     assert items["shapes"][0]["points"] == [10.0, 10.0, 50.0, 50.0, 90.0, 10.0]
     (b,) = got["lines"]["polylines"]
@@ -121,7 +98,7 @@ def test_open_polylines_and_filled_polygons():
 
     schema = build_schema([polys], "polys")
     assert schema["polys"].type == "polygons"
-    items, sent, got = through_cvat(polys, schema, 100, 100)
+    items, _, sent, got = through_cvat(polys, schema, 100, 100)
     assert [s["type"] for s in items["shapes"]] == ["polygon", "polygon"]
     assert sent["polys"] == [pg["_id"]["$oid"]]
     (b,) = got["polys"]["polylines"]   # the two parts come back as one Polyline
@@ -134,7 +111,7 @@ def test_polyline_filter_by_filled_matches_type():
     pg = label("Polyline", "lake", points=[[[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]], filled=True)
     sample = {"f": {"_cls": "Polylines", "polylines": [pl, pg]}}
     schema = build_schema([sample], {"f": {"type": "polylines"}})
-    items, sent, _ = through_cvat(sample, schema, 10, 10)
+    items, _, sent, _ = through_cvat(sample, schema, 10, 10)
     assert sent["f"] == [pl["_id"]["$oid"]] and len(items["shapes"]) == 1
 
 
@@ -143,7 +120,7 @@ def test_keypoints_round_trip_skip_nan():
                                              [0.3, 0.4]])
     sample = {"kp": {"_cls": "Keypoints", "keypoints": [kp]}}
     schema = build_schema([sample], "kp")
-    items, sent, got = through_cvat(sample, schema, 10, 10)
+    items, _, sent, got = through_cvat(sample, schema, 10, 10)
     assert items["shapes"][0]["type"] == "points"
     assert items["shapes"][0]["points"] == [1.0, 2.0, 3.0, 4.0]
     (b,) = got["kp"]["keypoints"]
@@ -156,7 +133,7 @@ def test_shared_class_names_map_back_to_their_fields():
     sample = {"gt": {"_cls": "Detections", "detections": [a]},
               "kp": {"_cls": "Keypoints", "keypoints": [k]}}
     schema = build_schema([sample], ["gt", "kp"])
-    items, _, got = through_cvat(sample, schema, 10, 10)
+    items, _, _, got = through_cvat(sample, schema, 10, 10)
     assert {s["label"] for s in items["shapes"]} == {"cat_gt", "cat_kp"}
     assert got["gt"]["detections"][0]["label"] == "cat"
     assert got["kp"]["keypoints"][0]["label"] == "cat"
@@ -171,7 +148,7 @@ def _add_polyline(data, labels):
 @pytest.mark.parametrize("mode", ["keep", "ignore"])
 def test_unexpected_shape_types_keep_or_ignore(mode):
     schema = build_schema([], {"gt": {"type": "detections", "classes": ["car"]}})
-    _, _, got = through_cvat({}, schema, 10, 10, unexpected=mode, edit=_add_polyline)
+    _, _, _, got = through_cvat({}, schema, 10, 10, unexpected=mode, edit=_add_polyline)
     assert got["gt"] == {"_cls": "Detections", "detections": []}
     if mode == "keep":
         (pl,) = got["polylines"]["polylines"]
@@ -187,7 +164,7 @@ def test_polygon_drawn_on_instances_field_becomes_masked_detection():
         data["shapes"].append({"id": 5, "type": "polygon", "frame": 0,
                                "label_id": labels[0]["id"], "points": [2, 2, 6, 2, 6, 6, 2, 6],
                                "attributes": []})
-    _, _, got = through_cvat({}, schema, 10, 10, edit=edit)
+    _, _, _, got = through_cvat({}, schema, 10, 10, edit=edit)
     (d,) = got["inst"]["detections"]
     assert d["bounding_box"] == pytest.approx([0.2, 0.2, 0.4, 0.4])
     assert d["mask"].shape == (4, 4) and d["mask"].all()

@@ -1,29 +1,9 @@
 """Classification(s) and scalars <-> CVAT tags, both ways, through real id resolution."""
 from syncd.ids import is_object_id, new_id
-from syncd.labels import export_sample, import_annotations, resolve_ids
-from syncd.schema import build_schema, cvat_labels
+from syncd.labels import import_annotations
+from syncd.schema import build_schema
 
-
-def server_labels(schema):
-    """What a CVAT server returns for the label specs: ids on labels and attributes."""
-    out, next_id = [], 1000
-    for i, lab in enumerate(cvat_labels(schema)):
-        attrs = []
-        for a in lab["attributes"]:
-            next_id += 1
-            attrs.append({**a, "id": next_id})
-        out.append({"id": i + 1, "name": lab["name"], "type": "any", "attributes": attrs})
-    return out
-
-
-def through_cvat(sample, schema, w=640, h=480):
-    items, sent = export_sample(sample, 0, schema, w, h, None)
-    labels = server_labels(schema)
-    data = resolve_ids(items, labels)
-    for n, item in enumerate(data["tags"] + data["shapes"]):
-        item["id"] = n + 1
-    got = import_annotations(data, labels, {0: {"sample": "s", "width": w, "height": h}}, schema)
-    return items, data, sent, got["s"]
+from label_helpers import server_labels, through_cvat
 
 
 def clf(label, **kw):

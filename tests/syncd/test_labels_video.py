@@ -13,7 +13,9 @@ from syncd.labels import resolve_ids
 from syncd.labels.video import check_frame_settings, export_video, frame_map, import_video
 from syncd.merge import merge_video
 from syncd.ops import derived_id
-from syncd.schema import build_schema, cvat_labels
+from syncd.schema import build_schema
+
+from label_helpers import server_labels
 
 W, H = 100, 50
 
@@ -33,18 +35,6 @@ def video(frames, total=30):
 
 def dets(*d):
     return {"_cls": "Detections", "detections": list(d)}
-
-
-def task_labels_for(schema):
-    """The labels CVAT answers with after the task was created from cvat_labels(schema)."""
-    out, next_id = [], 100
-    for i, lab in enumerate(cvat_labels(schema)):
-        attrs = []
-        for a in lab["attributes"]:
-            next_id += 1
-            attrs.append(dict(a, id=next_id))
-        out.append({"id": i + 1, "name": lab["name"], "attributes": attrs})
-    return out
 
 
 def meta(size=30, start=0, step=1):
@@ -131,7 +121,7 @@ def test_export_tracks_group_by_index_with_outside_markers():
     assert t1["shapes"][0]["attributes"]["label_id"] == label_id(a[1])
     assert set(sent["frames.detections"]) == {label_id(x) for d in (a, b) for x in d.values()}
     # and the id form the PUT sends
-    resolved = resolve_ids(items, task_labels_for(schema))
+    resolved = resolve_ids(items, server_labels(schema))
     assert len(resolved["tracks"]) == 2 and resolved["tracks"][0]["label_id"] == 1
 
 
@@ -141,7 +131,7 @@ def drawn_track_task():
     """A track drawn in CVAT: keyframes at task frames 0 and 10, outside at 15."""
     schema = build_schema([video({})], {"frames.detections": {"type": "detections",
                                                               "classes": ["car"]}})
-    labels = task_labels_for(schema)
+    labels = server_labels(schema)
     shape = lambda f, pts, out=False: {"id": 90 + f, "frame": f, "type": "rectangle",  # noqa: E731
                                         "points": pts, "occluded": False, "outside": out,
                                         "z_order": 0, "rotation": 0.0, "attributes": []}
@@ -224,7 +214,7 @@ def existing_tracks_sample():
 def round_trip(sample, edit=None):
     schema = build_schema([sample], "frames.detections")
     items, sent = export_video(sample, schema, W, H, None)
-    labels = task_labels_for(schema)
+    labels = server_labels(schema)
     data = as_server(resolve_ids(items, labels))
     if edit:
         edit(data)
@@ -320,7 +310,7 @@ def test_tracked_polylines_and_keypoints_round_trip():
     schema = build_schema([sample], ["frames.lanes", "frames.eyes"])
     items, sent = export_video(sample, schema, W, H, None)
     assert sorted(t["shapes"][0]["type"] for t in items["tracks"]) == ["points", "polyline"]
-    labels = task_labels_for(schema)
+    labels = server_labels(schema)
     data = stamp_tracks(as_server(resolve_ids(items, labels)), labels)
     merged = merge_video(sample, import_video(data, labels, meta(size=3), schema), sent, schema)
     for n in (1, 2, 3):
