@@ -52,14 +52,16 @@ def _explained(cvat: CVATClient, hint: str = ""):
                         maybe_applied=e.maybe_applied) from None
 
 
-def _select(root, samples: Iterable[str] | None, tag: str | None) -> list[str]:
+def _select(root, samples: Iterable[str] | None, tag: str | None) -> tuple[list[str], dict[str, dict]]:
+    """The chosen media paths, and the sample files read to choose them (by path): planning
+    uses those instead of reading and parsing every sample file a second time."""
     if samples is not None and tag is not None:
         raise SyncdError("give either samples or tag, not both")
     if samples is not None:
-        return [str(s) for s in samples]
+        return [str(s) for s in samples], {}
     if tag is None:
         raise SyncdError("nothing selected: give sample paths or a tag")
-    chosen = []
+    chosen, docs = [], {}
     for rel in dataset.discover(root):
         try:
             doc = dataset.read_sample(root, rel, create=False)
@@ -67,9 +69,10 @@ def _select(root, samples: Iterable[str] | None, tag: str | None) -> list[str]:
             continue
         if tag in (doc.get("tags") or []):
             chosen.append(rel)
+            docs[rel] = doc
     if not chosen:
         raise SyncdError(f"no sample under {root} carries the tag '{tag}'")
-    return chosen
+    return chosen, docs
 
 
 def annotate(root, key: str, samples: Iterable[str] | None = None, *, tag: str | None = None,
@@ -85,9 +88,9 @@ def annotate(root, key: str, samples: Iterable[str] | None = None, *, tag: str |
     again with ``--resume``) reuses the tasks already made instead of making new ones.
     """
     root = str(root)
-    rels = _select(root, samples, tag)
+    rels, docs = _select(root, samples, tag)
     cvat = _client(url, client, options.get("organization"))
-    ops.plan_run(root, key, rels, url=cvat.url, **options)
+    ops.plan_run(root, key, rels, url=cvat.url, sample_docs=docs, **options)
     return resume(root, key, client=cvat, launch_editor=launch_editor, progress=progress)
 
 

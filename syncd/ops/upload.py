@@ -3,6 +3,7 @@ before being created), data, existing labels, job assignees."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from .. import dataset
@@ -12,7 +13,7 @@ from ..labels import export_sample, resolve_ids
 from ..labels.video import export_video
 from ..runs import RunStore
 from ..schema import cvat_labels
-from .common import as_list, frame_size, is_video, jobs_of, schema_of, set_batch
+from .common import as_list, frame_size, is_video, jobs_of, schema_of
 
 log = logging.getLogger("syncd.ops")
 
@@ -27,9 +28,9 @@ def advance_upload(client, root, key: str, *, store: RunStore | None = None, pro
     run = store.get(key)
     if run["status"] not in ("planned", "uploading"):
         return True
-    if run["status"] == "planned":
-        run = store.update(key, status="uploading")
     if run["config"].get("project_name") or run["config"].get("project_id"):
+        if run["status"] == "planned":
+            run = store.update(key, status="uploading")
         if not run.get("project"):
             _ensure_project(client, store, run)
             return False
@@ -70,13 +71,25 @@ def _ensure_project(client, store: RunStore, run: dict) -> None:
 
 
 def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progress) -> None:
+    """One batch from wherever it is to "annotating".
+
+    Each record write below is an intent or a fact a crash must not lose, and nothing more
+    (each one rewrites the run file, fsync'd): "creating" before the task's POST (a crash after
+    it leaves a task found by its recorded name), "uploading" with the task id before any data
+    is sent (CVAT refuses a second attach, which tells us the first one arrived), "labels_sent"
+    before jobs are touched, and "annotating" at the end. A fresh batch goes through all of it
+    in one call; one found half-done is re-checked against CVAT first.
+    """
     key, i, cfg = run["key"], batch["index"], run["config"]
     state = batch["state"]
+    fresh = False
     if state in ("planned", "creating"):
-        # Intent first: a crash after the POST leaves a task we can find by its recorded name.
         if state == "planned":
-            set_batch(store, key, i, state="creating")
-        found = client.find_tasks(batch["name"])
+            # Intent first (with the run's status, in the same write).
+            _write(store, key, i, {"state": "creating"}, status="uploading")
+            found, fresh = [], True  # nothing was POSTed for this batch yet: no search needed
+        else:
+            found = client.find_tasks(batch["name"])
         if found:
             task = sorted(found, key=lambda t: t["id"])[0]
             for extra in sorted(found, key=lambda t: t["id"])[1:]:
@@ -90,49 +103,84 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
                 project_id=project["id"] if project else None,
                 segment_size=cfg.get("segment_size"),
                 assignee_id=client.user_id(assignee) if assignee else None)
-        set_batch(store, key, i, task_id=task["id"], state="created")
-        return
-    tid = batch["task_id"]
-    if state in ("created", "uploading"):
-        task = client.get_task(tid)
-        if task.get("size", 0) > 0 and jobs_of(client, tid):
-            set_batch(store, key, i, state="ready")
+        if not fresh:
+            _write(store, key, i, {"task_id": task["id"], "state": "created"})
             return
-        if state == "uploading" and batch.get("rq_id"):
-            try:
-                client.wait_task_ready(tid, batch["rq_id"])
-                set_batch(store, key, i, state="ready")
+        batch = _write(store, key, i, {"task_id": task["id"], "state": "uploading", "rq_id": None})
+        state = "uploading"
+    tid = batch["task_id"]
+    jobs = None
+    if state in ("created", "uploading"):
+        if not fresh:
+            # found half-done: the data may be in already
+            task = client.get_task(tid)
+            jobs = jobs_of(client, tid) if task.get("size", 0) > 0 else []
+            if jobs:
+                _write(store, key, i, {"state": "ready"})
                 return
-            except CVATError as e:
-                if "failed" in str(e).lower():
-                    raise
-        set_batch(store, key, i, state="uploading", rq_id=None)
-        files = [Path(root) / rel for rel in batch["samples"]]
-        share = cfg.get("share_root")
-        try:
-            if share and all(_under(f, share) for f in files):
-                rq_id = client.upload_data(tid, [], server_files=[str(Path(f).resolve().relative_to(Path(share).resolve()))
-                                                                   for f in files],
-                                           image_quality=cfg.get("image_quality") or 75)
-            else:
-                rq_id = client.upload_data(tid, files, image_quality=cfg.get("image_quality") or 75,
-                                           progress=progress, **_frame_params(cfg, batch))
-        except CVATError as e:
-            if "Adding more data is not supported" not in str(e):
-                raise
-            rq_id = None  # our earlier upload (lost answer) already attached the data
-        set_batch(store, key, i, rq_id=rq_id)
-        client.wait_task_ready(tid, rq_id)
-        set_batch(store, key, i, state="ready")
-        return
+            if state == "uploading" and batch.get("rq_id"):
+                try:
+                    jobs = _wait_data(client, tid, batch["rq_id"])
+                    _write(store, key, i, {"state": "ready"})
+                    return
+                except CVATError as e:
+                    if "failed" in str(e).lower():
+                        raise
+            if state == "created":
+                _write(store, key, i, {"state": "uploading", "rq_id": None})
+        rq_id = _send_data(client, root, cfg, batch, progress)
+        # No write of rq_id: a crash while CVAT processes is recovered like any other
+        # "uploading" batch (the task has its data, or a second attach is refused and we wait).
+        jobs = _wait_data(client, tid, rq_id)
+        state = "ready"
     if state == "ready":
+        labelled = set(run["labelled"]) if "labelled" in run else set(batch["samples"])
         # Once recorded as sent, never again: a second PUT (replace) after a failure while
         # assigning jobs would wipe what annotators of already-assigned jobs have drawn.
-        if not batch.get("labels_sent"):
+        if not batch.get("labels_sent") and any(rel in labelled for rel in batch["samples"]):
             _send_existing_labels(client, root, store, run, batch)
-        jobs = jobs_of(client, tid)
+        jobs = jobs if jobs else jobs_of(client, tid)
         _assign_jobs(client, cfg, jobs, batch)
-        set_batch(store, key, i, state="annotating", jobs=[j["id"] for j in jobs])
+        last = all(b["state"] == "annotating" for b in run["batches"] if b["index"] != i)
+        _write(store, key, i, {"state": "annotating", "jobs": [j["id"] for j in jobs], "labels_sent": True},
+               **({"status": "annotating"} if last else {}))
+
+
+def _write(store: RunStore, key: str, index: int, fields: dict, **top) -> dict:
+    """One record write: fields of batch ``index`` (and top-level ``top`` fields); returns the
+    batch as written."""
+    def change(rec):
+        rec["batches"][index].update(fields)
+        rec.update(top)
+    return store.modify(key, change)["batches"][index]
+
+
+def _send_data(client, root, cfg: dict, batch: dict, progress) -> str | None:
+    """Attach the batch's media to its task (share names or the files); the request id."""
+    tid = batch["task_id"]
+    files = [Path(root) / rel for rel in batch["samples"]]
+    names = _share_names(files, cfg.get("share_root"))
+    try:
+        if names is not None:
+            return client.upload_data(tid, [], server_files=names, image_quality=cfg.get("image_quality") or 75)
+        return client.upload_data(tid, files, image_quality=cfg.get("image_quality") or 75,
+                                  progress=progress, **_frame_params(cfg, batch))
+    except CVATError as e:
+        if "Adding more data is not supported" not in str(e):
+            raise
+        return None  # our earlier upload (lost answer) already attached the data
+
+
+def _wait_data(client, tid: int, rq_id: str | None) -> list[dict]:
+    """Wait until the task's data is processed; its annotation jobs. A finished request is
+    enough: its jobs are asked for directly (no extra task read), unless there are none yet."""
+    if rq_id:
+        client.wait_request(rq_id)
+        jobs = jobs_of(client, tid)
+        if jobs:
+            return jobs
+    client.wait_task_ready(tid, None)
+    return jobs_of(client, tid)
 
 
 def _frame_params(cfg: dict, batch: dict) -> dict:
@@ -145,12 +193,19 @@ def _frame_params(cfg: dict, batch: dict) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _under(path: Path, share_root: str) -> bool:
-    try:
-        Path(path).resolve().relative_to(Path(share_root).resolve())
-        return True
-    except ValueError:
-        return False
+def _share_names(files: list[Path], share_root: str | None) -> list[str] | None:
+    """The files' paths relative to the share (CVAT's ``server_files``), or None when there is
+    no share or a file is not below it (then the files are uploaded)."""
+    if not share_root:
+        return None
+    prefix = os.path.join(os.path.realpath(share_root), "")  # with its trailing separator
+    names = []
+    for f in files:
+        real = os.path.realpath(f)
+        if not real.startswith(prefix):
+            return None
+        names.append(Path(real[len(prefix):]).as_posix())
+    return names
 
 
 def _round_robin(value, index: int):
