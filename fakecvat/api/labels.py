@@ -41,7 +41,7 @@ def _can_change(label: dict) -> bool:
     if parent is None:
         return False
     if kind == "project":
-        return access.is_project_staff(g.user, parent)
+        return access.is_project_staff(g.user, parent) or access.can_manage_project(_store(), g.user, parent)
     return access.can_change_task(_store(), g.user, parent)
 
 
