@@ -7,13 +7,12 @@ import os
 import pty
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image
 
-W, H = 64, 48
+from sample_helpers import make_images, read
+
 AUTH = ("admin", "admin")
 ENV_KEYS = ("CVAT_URL", "CVAT_USERNAME", "CVAT_PASSWORD", "CVAT_TOKEN", "CVAT_ORGANIZATION",
             "FIFTYONE_CVAT_URL", "FIFTYONE_CVAT_USERNAME", "FIFTYONE_CVAT_PASSWORD",
@@ -59,17 +58,6 @@ def one_line_error(p: subprocess.CompletedProcess) -> str:
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("syncd: "), p.stderr
     return last
-
-
-def make_images(root: Path, names) -> None:
-    for i, name in enumerate(names):
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (W, H), (i * 40 % 255, 90, 160)).save(p)
-
-
-def read(root: Path, rel: str) -> dict:
-    return json.loads((root / (rel + ".json")).read_text())
 
 
 def tasks(url: str) -> list[dict]:

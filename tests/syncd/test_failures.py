@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image
 
 import syncd
 from syncd.cvat import CVATClient, CVATError
 from syncd.errors import RunError, SyncdError
 from syncd.schema import SchemaError
 
-W, H = 64, 48
+from sample_helpers import make_images
 AUTH = ("admin", "admin")
 
 
@@ -22,13 +21,6 @@ AUTH = ("admin", "admin")
 def client(fakecvat):
     with CVATClient(fakecvat.url, username="admin", password="admin") as c:
         yield c
-
-
-def make_images(root: Path, names, shade: int = 0) -> None:
-    for i, name in enumerate(names):
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (W, H), ((i * 40 + shade) % 255, 90, 160)).save(p)
 
 
 def read(root: Path, rel: str) -> dict:

@@ -15,7 +15,7 @@ from PIL import Image
 import syncd
 from syncd.cvat import CVATClient
 
-W, H = 64, 48
+from sample_helpers import H, W, make_images, read
 AUTH = ("admin", "admin")
 
 
@@ -25,17 +25,6 @@ AUTH = ("admin", "admin")
 def client(fakecvat):
     with CVATClient(fakecvat.url, username="admin", password="admin") as c:
         yield c
-
-
-def make_images(root: Path, names) -> None:
-    for i, name in enumerate(names):
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (W, H), (i * 40 % 255, 90, 160)).save(p)
-
-
-def read(root: Path, rel: str) -> dict:
-    return json.loads((root / (rel + ".json")).read_text())
 
 
 def write(root: Path, rel: str, doc: dict) -> None:

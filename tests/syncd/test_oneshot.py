@@ -1,28 +1,15 @@
 """The seed's walkthrough, one-shot: annotate -> an annotator draws in CVAT -> load, against a
 real fakecvat over HTTP, with real files on disk."""
 import json
-from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image
 
 import syncd
 from syncd.cvat import CVATClient
 from syncd.errors import RunError
 
-W, H = 64, 48
-
-
-def make_images(root: Path, names):
-    for i, name in enumerate(names):
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (W, H), (i * 40 % 255, 90, 160)).save(p)
-
-
-def read(root, rel):
-    return json.loads((root / (rel + ".json")).read_text())
+from sample_helpers import H, W, make_images, read
 
 
 @pytest.fixture
