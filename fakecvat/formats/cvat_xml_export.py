@@ -209,14 +209,19 @@ def _track_shapes_by_frame(ctx: ExportContext, tracks: list[dict]) -> dict[int, 
     return out
 
 
-def annotations_xml_images(ctx: ExportContext, data: dict) -> str:
-    names = _Names(ctx)
+def _begin(ctx: ExportContext) -> tuple["_Names", _Writer]:
+    """The document start both layouts share: version and the task or job's meta."""
     w = _Writer()
     w.open("annotations", first=True)
     w.leaf("version", "1.1")
     w.open("meta")
     w.meta(_meta(ctx))
     w.close("meta")
+    return _Names(ctx), w
+
+
+def annotations_xml_images(ctx: ExportContext, data: dict) -> str:
+    names, w = _begin(ctx)
     shapes: dict[int, list] = {}
     for s in data["shapes"]:
         shapes.setdefault(s["frame"], []).append(s)
@@ -275,13 +280,7 @@ def _video_track(ctx, w, names, idx: int, t: dict):
 
 
 def annotations_xml_video(ctx: ExportContext, data: dict) -> str:
-    names = _Names(ctx)
-    w = _Writer()
-    w.open("annotations", first=True)
-    w.leaf("version", "1.1")
-    w.open("meta")
-    w.meta(_meta(ctx))
-    w.close("meta")
+    names, w = _begin(ctx)
     n = 0
     for t in data["tracks"]:
         _video_track(ctx, w, names, n, t)
