@@ -164,8 +164,44 @@ def safe_rel(root, rel) -> str:
     return norm
 
 
+# root as given -> ((st_dev, st_ino) of what it names, its realpath): realpath costs an lstat
+# per component, and every sample file checked below the same root asked for it again
+_ROOT_REAL: dict[str, tuple[tuple[int, int], str]] = {}
+
+
+def _root_real(root) -> str:
+    key = os.fspath(root)
+    try:
+        st = os.stat(key)  # one syscall; a retargeted symlink names another directory
+    except OSError:
+        return os.path.realpath(key)
+    hit = _ROOT_REAL.get(key)
+    if hit is not None and hit[0] == (st.st_dev, st.st_ino):
+        return hit[1]
+    real = os.path.realpath(key)
+    if len(_ROOT_REAL) > 256:
+        _ROOT_REAL.clear()
+    _ROOT_REAL[key] = ((st.st_dev, st.st_ino), real)
+    return real
+
+
 def _check_inside(root, norm: str, shown: str) -> None:
-    root_real = os.path.realpath(root)
+    root_real = _root_real(root)
+    # ``norm`` has no "..": it can only lead out through a symlink. Walk it with one lstat per
+    # component; only a symlink (or an error) needs the full realpath.
+    path = root_real
+    for part in norm.split("/"):
+        path = path + os.sep + part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return  # what follows does not exist yet, so it cannot be a symlink
+        except OSError:
+            break
+        if stat.S_ISLNK(mode):
+            break
+    else:
+        return
     real = os.path.realpath(os.path.join(root_real, norm))
     if real != root_real and not real.startswith(root_real + os.sep):
         raise SampleFileError(f"{shown}: path leads outside the dataset root {root}")
@@ -256,6 +292,64 @@ def _path_lock(path: Path) -> threading.Lock:
     return _path_locks[hash(str(path)) % len(_path_locks)]
 
 
+class PreparedUpdate:
+    """The first half of an ``update_sample``: the change applied to the file as read, encoded,
+    nothing written yet (``prepare_update``); ``commit_update`` writes it if the file is still
+    what was read. Lets a caller do the CPU work in one thread and the writes (fsync waits) in
+    others."""
+
+    __slots__ = ("root", "rel", "path", "snap", "new", "data")
+
+    def __init__(self, root, rel: str, path: Path, snap: tuple | None, new: dict, data: bytes | None):
+        self.root, self.rel, self.path, self.snap, self.new, self.data = root, rel, path, snap, new, data
+
+
+def _prepare(root, rel: str, path: Path, change: Callable[[dict], dict | None]) -> PreparedUpdate:
+    snap = _snapshot(path)
+    if snap is None:
+        current = new_sample(root, rel)
+        proposed = copy.deepcopy(current)
+    else:
+        current = _parse_sample(path, snap[3])
+        proposed = json.loads(snap[3])  # an independent copy, at C speed (deepcopy is not)
+    result = change(proposed)
+    new = proposed if result is None else result
+    if not isinstance(new, dict):
+        raise SampleFileError(f"{path}: update produced {type(new).__name__}, not a dict")
+    if snap is not None and new == current:
+        return PreparedUpdate(root, rel, path, snap, new, None)
+    try:
+        data = dumps_json(new)
+    except (TypeError, ValueError) as exc:
+        raise SampleFileError(f"{path}: cannot encode sample as JSON: {exc}") from None
+    return PreparedUpdate(root, rel, path, snap, new, data)
+
+
+def _commit(prep: PreparedUpdate, sync_dir: bool) -> bool:
+    if prep.data is None:
+        return True  # nothing changed: nothing to write
+    try:
+        return write_bytes_atomic(prep.path, prep.data, before_replace=lambda: _snapshot(prep.path) == prep.snap,
+                                  sync_dir=sync_dir)
+    except OSError as exc:
+        raise SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}") from None
+
+
+def prepare_update(root, rel, change: Callable[[dict], dict | None]) -> PreparedUpdate:
+    """Read the sample file of ``rel`` and apply ``change`` as ``update_sample`` does, without
+    writing; SampleFileError if the file cannot be read or the result encoded."""
+    rel = safe_rel(root, rel)
+    return _prepare(root, rel, _sample_path(root, rel), change)
+
+
+def commit_update(prep: PreparedUpdate, *, sync_dir: bool = True) -> bool:
+    """Write a prepared update atomically if the file still holds what was read (checked just
+    before the rename, as ``update_sample`` does). False: the file changed meanwhile and nothing
+    was written; redo it with ``update_sample``, which re-applies the change to the new content."""
+    with _path_lock(prep.path):
+        return _commit(prep, sync_dir)
+
+
 def update_sample(root, rel, change: Callable[[dict], dict | None], *,
                   sync_dir: bool = True) -> dict:
     """Atomically read-modify-write the sample file of ``rel``; returns the dict written.
@@ -272,27 +366,9 @@ def update_sample(root, rel, change: Callable[[dict], dict | None], *,
     path = _sample_path(root, rel)
     with _path_lock(path):
         for _ in range(UPDATE_RETRIES):
-            snap = _snapshot(path)
-            current = new_sample(root, rel) if snap is None else _parse_sample(path, snap[3])
-            proposed = copy.deepcopy(current)
-            result = change(proposed)
-            new = proposed if result is None else result
-            if not isinstance(new, dict):
-                raise SampleFileError(f"{path}: update produced {type(new).__name__}, not a dict")
-            if snap is not None and new == current:
-                return new
-            try:
-                data = dumps_json(new)
-            except (TypeError, ValueError) as exc:
-                raise SampleFileError(f"{path}: cannot encode sample as JSON: {exc}") from None
-            try:
-                written = write_bytes_atomic(
-                    path, data, before_replace=lambda: _snapshot(path) == snap, sync_dir=sync_dir)
-            except OSError as exc:
-                raise SampleFileError(
-                    f"{path}: cannot write sample file: {exc.strerror or exc}") from None
-            if written:
-                return new
+            prep = _prepare(root, rel, path, change)
+            if _commit(prep, sync_dir):
+                return prep.new
     raise SampleFileError(
         f"{path}: sample file kept changing while syncd tried to update it "
         f"({UPDATE_RETRIES} attempts); try again")

@@ -1,0 +1,103 @@
+"""The fast load path keeps the guarantees: labels drawn in many jobs (downloaded from several
+threads, each with its own client) all land in the right sample files; a sample file edited
+between syncd's read and its write keeps the edit (the merge is redone on the new content);
+re-loading after the run was recorded changes nothing; mask files are written once per label."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import requests
+from PIL import Image
+
+import syncd
+from syncd import dataset
+from syncd.cvat import CVATClient
+
+AUTH = ("admin", "admin")
+W, H = 64, 48
+OPTS = dict(label_field="gt", label_type="detections", classes=["cat", "dog"])
+
+
+def make(root: Path, n: int) -> list[str]:
+    rels = []
+    for i in range(n):
+        rel = f"s/img{i:02d}.jpg"
+        (root / "s").mkdir(exist_ok=True)
+        Image.new("RGB", (W, H), (i * 9 % 255, 80, 120)).save(root / rel)
+        (root / (rel + ".json")).write_text(json.dumps({"filepath": rel, "tags": ["todo"], "keep": i}))
+        rels.append(rel)
+    return rels
+
+
+def draw(url: str, tid: int, per_frame: dict[int, int], kind: str = "rectangle") -> None:
+    s = requests.Session()
+    s.auth = AUTH
+    labels = s.get(f"{url}/api/labels", params={"task_id": tid, "page_size": "all"}).json()["results"]
+    lid = next(lb["id"] for lb in labels if lb["name"] == "cat")
+    shapes = []
+    for frame, k in per_frame.items():
+        for j in range(k):
+            box = [2.0 + j, 3.0, 20.0 + j, 30.0]
+            points = box if kind == "rectangle" else [0, 19 * 28, 2 + j, 3, 20 + j, 30]
+            shapes.append({"type": kind, "frame": frame, "label_id": lid, "points": points,
+                           "attributes": [], "group": 0, "source": "manual", "occluded": False,
+                           "z_order": 0, "rotation": 0.0})
+    r = s.put(f"{url}/api/tasks/{tid}/annotations", json={"version": 0, "tags": [], "tracks": [], "shapes": shapes})
+    assert r.status_code == 200, r.text
+
+
+def labels_of(root: Path, rel: str) -> list[dict]:
+    doc = json.loads((root / (rel + ".json")).read_text())
+    return (doc.get("gt") or {}).get("detections") or []
+
+
+def test_labels_from_many_jobs_all_land_in_their_samples_and_a_reload_changes_nothing(tmp_path, fakecvat):
+    rels = make(tmp_path, 12)
+    with CVATClient(fakecvat.url, username="admin", password="admin") as client:
+        tid = syncd.annotate(tmp_path, "r", rels, client=client, segment_size=2, **OPTS)["tasks"][0]
+        assert len(client.jobs(tid)) == 6
+        draw(fakecvat.url, tid, {f: f % 4 + 1 for f in range(12)})
+        summary = syncd.load_annotations(tmp_path, "r", client=client)
+        assert summary["samples"] == 12 and summary["labels"] == sum(f % 4 + 1 for f in range(12))
+        before = {rel: (tmp_path / (rel + ".json")).read_bytes() for rel in rels}
+        for f, rel in enumerate(rels):
+            doc = json.loads(before[rel])
+            assert len(labels_of(tmp_path, rel)) == f % 4 + 1, rel
+            assert doc["keep"] == f and doc["filepath"] == rel   # keys syncd does not own survive
+        syncd.load_annotations(tmp_path, "r", client=client)
+        assert {rel: (tmp_path / (rel + ".json")).read_bytes() for rel in rels} == before
+
+
+def test_a_sample_edited_between_read_and_write_keeps_the_edit(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "a.jpg.json").write_text(json.dumps({"filepath": "a.jpg", "tags": ["todo"]}))
+
+    def change(sample):
+        sample["tags"] = [t for t in sample["tags"] if t != "todo"] + ["done"]
+
+    prep = dataset.prepare_update(tmp_path, "a.jpg", change)
+    (tmp_path / "a.jpg.json").write_text(json.dumps({"filepath": "a.jpg", "tags": ["todo"], "note": "mine"}))
+    assert dataset.commit_update(prep) is False           # nothing written over the edit
+    assert json.loads((tmp_path / "a.jpg.json").read_text())["note"] == "mine"
+    dataset.update_sample(tmp_path, "a.jpg", change)     # what the loader does next
+    assert json.loads((tmp_path / "a.jpg.json").read_text()) == {"filepath": "a.jpg", "tags": ["done"],
+                                                                  "note": "mine"}
+    unchanged = dataset.prepare_update(tmp_path, "a.jpg", lambda s: None)
+    assert unchanged.data is None and dataset.commit_update(unchanged) is True
+
+
+def test_instance_masks_are_written_once_per_label_and_reused_on_reload(tmp_path, fakecvat):
+    rels = make(tmp_path, 3)
+    with CVATClient(fakecvat.url, username="admin", password="admin") as client:
+        tid = syncd.annotate(tmp_path, "m", rels, client=client, label_field="gt", label_type="instances",
+                             classes=["cat", "dog"])["tasks"][0]
+        draw(fakecvat.url, tid, {0: 3, 2: 2}, kind="mask")
+        syncd.load_annotations(tmp_path, "m", client=client)
+        paths = {rel: [d["mask_path"] for d in labels_of(tmp_path, rel)] for rel in rels}
+        assert [len(p) for p in paths.values()] == [3, 0, 2]
+        files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
+        assert files == sorted(p for ps in paths.values() for p in ps)
+        for p in files:
+            assert dataset.read_mask(tmp_path, p).shape == (28, 19)
+        assert not list(tmp_path.rglob("*.tmp"))
