@@ -22,7 +22,6 @@ running at the same time never lose each other's updates. ``.syncd/`` is 0700, i
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as _dt
 import fcntl
 import json
@@ -152,7 +151,9 @@ class RunStore:
         if not self._path(key).exists():
             return None
         docs = self._table(key).all()
-        return copy.deepcopy(dict(docs[0])) if docs else None
+        # No deepcopy: with cache_size=0 every read parses the file afresh, so nothing else
+        # holds these objects (a deepcopy of a 1000-sample record was ~10 ms per read).
+        return dict(docs[0]) if docs else None
 
     def _write(self, key: str, record: dict) -> None:
         table = self._table(key)

@@ -8,6 +8,7 @@ copied) and sized from their headers. Processing is a request of operation type
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -147,21 +148,25 @@ def parse_params(params: dict, share_dir: str | None) -> dict:
     server_files = params.get("server_files") or []
     if not isinstance(server_files, list):
         raise FieldError("server_files", "Expected a list of items.")
-    out["server_files"] = [_share_path(share_dir, p) for p in server_files]
+    root = os.path.realpath(share_dir) if share_dir is not None and server_files else None
+    out["server_files"] = [_share_path(share_dir, root, p) for p in server_files]
     return out
 
 
-def _share_path(share_dir: str | None, rel) -> str:
-    """A share-relative path, normalized; anything escaping the share is a 400."""
-    if share_dir is None:
+def _share_path(share_dir: str | None, root: str | None, rel) -> str:
+    """A share-relative path, normalized; anything escaping the share is a 400. ``root``: the
+    share's real path (resolved once per request, not per file: thousands of names are normal)."""
+    if share_dir is None or root is None:
         raise FieldError("server_files", "The server has no share directory configured")
     if not isinstance(rel, str) or not rel or "\x00" in rel:
         raise FieldError("server_files", f"Invalid path: {rel!r}")
-    root = Path(share_dir).resolve()
-    target = (root / rel.lstrip("/")).resolve()
-    if target != root and root not in target.parents:
+    target = os.path.realpath(os.path.join(root, rel.lstrip("/")))
+    if target == root:
+        return "."
+    prefix = os.path.join(root, "")
+    if not target.startswith(prefix):
         raise FieldError("server_files", f"The path {rel!r} is outside the share")
-    return target.relative_to(root).as_posix() + ("/" if target.is_dir() and target != root else "")
+    return target[len(prefix):] + ("/" if os.path.isdir(target) else "")
 
 
 # ---- finishing and processing ----------------------------------------------------------------
@@ -215,7 +220,7 @@ def _expand_share(files: list[dict], share_dir: str) -> list[dict]:
             for p in sorted(path.rglob("*")):
                 if p.is_file() and (p.suffix.lower() in media.IMAGE_EXTS or p.suffix.lower() in media.VIDEO_EXTS):
                     out.append({"name": p.relative_to(root).as_posix(), "path": str(p)})
-        elif not path.is_file():
+        elif not os.path.isfile(path):
             raise requests.RequestFailed(f"No such file or directory: '{f['share']}'")
         else:
             out.append({"name": f["share"], "path": str(path)})

@@ -20,7 +20,8 @@ Run record shape (stored by syncd.runs.RunStore)::
                            |"loaded"|"deleting"|"deleted",
                   "rq_id", "jobs": [job ids], "labels_sent": bool}],
      "sent": {rel: {field: [label ids]}},      # what each sample carried into CVAT
-     "hashes": {rel: sha256},                  # media content when sent
+     "hashes": {rel: sha256},                  # media content when sent (added per batch, as it
+                                               # turns "annotating": see ops/hashing.py)
      "merged": [rel, ...],                     # samples whose labels are already on disk
      "flagged": {rel: reason},                 # not merged: needs a person (e.g. media changed)
      "skipped": {rel: reason}}                 # never sent: bad media or sample file

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from pathlib import Path
 
 from .. import dataset
@@ -15,7 +16,8 @@ LABEL_ID_ATTR = "label_id"
 
 
 def is_video(rel: str) -> bool:
-    return Path(rel).suffix.lower() in dataset.VIDEO_EXTS
+    # string ops, not Path(rel).suffix: called a few times per sample of every run
+    return posixpath.splitext(str(rel))[1].lower() in dataset.VIDEO_EXTS
 
 
 def as_list(v) -> list:

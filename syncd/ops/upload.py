@@ -13,6 +13,7 @@ from ..labels import export_sample, resolve_ids
 from ..labels.video import export_video
 from ..runs import RunStore
 from ..schema import cvat_labels
+from . import hashing
 from .common import as_list, frame_size, is_video, jobs_of, schema_of
 
 log = logging.getLogger("syncd.ops")
@@ -142,15 +143,18 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
         jobs = jobs if jobs else jobs_of(client, tid)
         _assign_jobs(client, cfg, jobs, batch)
         last = all(b["state"] == "annotating" for b in run["batches"] if b["index"] != i)
+        hashes = hashing.collect(root, key, batch["samples"], run.get("hashes"))
         _write(store, key, i, {"state": "annotating", "jobs": [j["id"] for j in jobs], "labels_sent": True},
-               **({"status": "annotating"} if last else {}))
+               hashes=hashes, **({"status": "annotating"} if last else {}))
 
 
-def _write(store: RunStore, key: str, index: int, fields: dict, **top) -> dict:
-    """One record write: fields of batch ``index`` (and top-level ``top`` fields); returns the
-    batch as written."""
+def _write(store: RunStore, key: str, index: int, fields: dict, *, hashes: dict | None = None, **top) -> dict:
+    """One record write: fields of batch ``index``, media ``hashes`` to add, and top-level
+    ``top`` fields; returns the batch as written."""
     def change(rec):
         rec["batches"][index].update(fields)
+        if hashes:
+            rec.setdefault("hashes", {}).update(hashes)
         rec.update(top)
     return store.modify(key, change)["batches"][index]
 
@@ -158,8 +162,8 @@ def _write(store: RunStore, key: str, index: int, fields: dict, **top) -> dict:
 def _send_data(client, root, cfg: dict, batch: dict, progress) -> str | None:
     """Attach the batch's media to its task (share names or the files); the request id."""
     tid = batch["task_id"]
+    names = _share_names(root, batch["samples"], cfg.get("share_root"))
     files = [Path(root) / rel for rel in batch["samples"]]
-    names = _share_names(files, cfg.get("share_root"))
     try:
         if names is not None:
             return client.upload_data(tid, [], server_files=names, image_quality=cfg.get("image_quality") or 75)
@@ -193,19 +197,21 @@ def _frame_params(cfg: dict, batch: dict) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _share_names(files: list[Path], share_root: str | None) -> list[str] | None:
-    """The files' paths relative to the share (CVAT's ``server_files``), or None when there is
-    no share or a file is not below it (then the files are uploaded)."""
+def _share_names(root, rels: list[str], share_root: str | None) -> list[str] | None:
+    """The samples' paths relative to the share (CVAT's ``server_files``), or None when there
+    is no share or the dataset root is not below it (then the files are uploaded).
+
+    Only the root is resolved: planning checked that every sample's real location is inside
+    the root (``dataset.safe_rel``), so inside the share too; CVAT resolves the names itself.
+    """
     if not share_root:
         return None
-    prefix = os.path.join(os.path.realpath(share_root), "")  # with its trailing separator
-    names = []
-    for f in files:
-        real = os.path.realpath(f)
-        if not real.startswith(prefix):
-            return None
-        names.append(Path(real[len(prefix):]).as_posix())
-    return names
+    share = os.path.join(os.path.realpath(share_root), "")  # with its trailing separator
+    base = os.path.join(os.path.realpath(root), "")
+    if not base.startswith(share):
+        return None
+    prefix = base[len(share):]
+    return [prefix + rel for rel in rels]
 
 
 def _round_robin(value, index: int):
