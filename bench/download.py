@@ -21,13 +21,19 @@ def annotate_and_draw(ctx, server, *, kind: str = "rectangle", per_image: int = 
     import syncd
     result = syncd.annotate(str(root), "bench", tag="requires_annotation", client=_client(server),
                             label_field="ground_truth", label_type=label_type, classes=CLASSES)
-    tid = result["tasks"][0]
-    s = server.session()
-    labels = s.get(f"{server.url}/api/labels", params={"task_id": tid, "page_size": "all"}).json()["results"]
+    n = draw_shapes(server.session(), server.url, result["tasks"][0], len(rels), kind=kind, per_image=per_image)
+    return root, n
+
+
+def draw_shapes(s, url: str, tid: int, n_frames: int, *, kind: str = "rectangle",
+                per_image: int = PER_IMAGE) -> int:
+    """The annotators: ``per_image`` random shapes (seeded: the same for every client) on each
+    frame of task ``tid``, one PUT through the API with session ``s``; returns how many."""
+    labels = s.get(f"{url}/api/labels", params={"task_id": tid, "page_size": "all"}).json()["results"]
     ids = [lb["id"] for lb in labels]
     rng = random.Random(0)
     shapes = []
-    for frame in range(len(rels)):
+    for frame in range(n_frames):
         for _ in range(per_image):
             x, y = rng.uniform(0, 560), rng.uniform(0, 400)
             w, h = rng.uniform(10, 80), rng.uniform(10, 80)
@@ -40,10 +46,10 @@ def annotate_and_draw(ctx, server, *, kind: str = "rectangle", per_image: int = 
                 area = (right - left + 1) * (bottom - top + 1)
                 shape["points"] = [0, area, left, top, right, bottom]
             shapes.append(shape)
-    r = s.put(f"{server.url}/api/tasks/{tid}/annotations",
+    r = s.put(f"{url}/api/tasks/{tid}/annotations",
               json={"version": 0, "tags": [], "shapes": shapes, "tracks": []})
     r.raise_for_status()
-    return root, len(shapes)
+    return len(shapes)
 
 
 def _client(server):
