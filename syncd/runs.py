@@ -157,7 +157,8 @@ class RunStore:
 
     def _write(self, key: str, record: dict) -> None:
         table = self._table(key)
-        table.truncate()  # TinyDB writes the file for each call; the last one holds the record
+        if self._path(key).exists():  # (a new run's file: one write, not two fsync'd ones)
+            table.truncate()  # TinyDB writes the file for each call; the last one holds the record
         table.insert(record)
 
     def _missing(self, key: str) -> RunError:

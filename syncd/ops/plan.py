@@ -56,12 +56,19 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
 
     rels, docs, skipped = [], [], {}
     # Checking a sample may decode its media and write its sample file (fsync'd):
-    # I/O-bound work that releases the GIL, so a few threads overlap the disk waits (fsyncs
-    # issued together share journal commits). Results are taken in the given order.
+    # work that releases the GIL, so a few threads overlap the disk waits (fsyncs issued
+    # together share journal commits). Results are taken in the given order.
     wanted = list(dict.fromkeys(samples))
     known = sample_docs or {}
-    with ThreadPoolExecutor(max_workers=min(8, max(1, len(wanted)))) as pool:
-        checked = list(pool.map(lambda rel: _check_sample(root, rel, known.get(rel)), wanted))
+    # The cheap checks run here, in order (a thread hand-off per sample cost more than they do);
+    # only samples whose media must be decoded or whose sample file must be written go to
+    # the threads.
+    checked = [_check_sample(root, rel, known.get(rel), full=False) for rel in wanted]
+    slow = [n for n, outcome in enumerate(checked) if isinstance(outcome, tuple) and len(outcome) == 3]
+    if slow:
+        with ThreadPoolExecutor(max_workers=min(8, len(slow))) as pool:
+            for n, outcome in zip(slow, pool.map(lambda n: _check_sample(root, *checked[n][:2]), slow)):
+                checked[n] = outcome
     for rel, outcome in zip(wanted, checked):
         if isinstance(outcome, Exception):
             skipped[str(getattr(outcome, "rel", rel))] = str(outcome)
@@ -169,10 +176,13 @@ def _carries_labels(doc: dict, fields) -> bool:
     return False
 
 
-def _check_sample(root, rel: str, doc: dict | None = None):
+def _check_sample(root, rel: str, doc: dict | None = None, *, full: bool = True):
     """(rel, sample doc) of a usable sample, or the MediaError/SampleFileError (with ``.rel``)
     saying why it is skipped. ``doc``: the sample file, if the caller read it. The media's
-    content hash is taken later, while the run uploads (see ``hashing``)."""
+    content hash is taken later, while the run uploads (see ``hashing``).
+
+    ``full=False``: only the cheap checks; a sample that needs its media decoded (or its
+    metadata written) comes back as ``(rel, doc, None)``, for a second call with ``full``."""
     try:
         rel = dataset.safe_rel(root, rel)
         if not dataset.is_media(rel):
@@ -187,6 +197,8 @@ def _check_sample(root, rel: str, doc: dict | None = None):
         if doc is None:
             doc = dataset.read_sample(root, rel)
         if is_video(rel) or not _metadata_matches(doc.get("metadata"), st) or not os.access(media, os.R_OK):
+            if not full:
+                return rel, doc, None
             metadata = dataset.compute_metadata(media)  # also refuses media that cannot be decoded
             if not isinstance(doc.get("metadata"), dict) or "_cls" not in doc["metadata"]:
                 # like FiftyOne's compute_metadata() before annotate(): the sample gains its metadata
