@@ -8,8 +8,8 @@ name starts with ``.`` so media discovery never picks it up.
 
 from __future__ import annotations
 
+import itertools
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +41,21 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+_TEMP_SEQ = itertools.count()
+
+
+def _create_temp(directory: Path, name: str) -> tuple[int, str]:
+    """A new private (0600) temp file ``.<name>.<random>.tmp`` beside the target, like
+    ``tempfile.mkstemp`` with fewer steps: random part from the pid, a counter and urandom."""
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{os.getpid():x}{next(_TEMP_SEQ):x}{os.urandom(3).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: no free temporary file name for {name}")
+
+
 def write_bytes_atomic(
     path: str | os.PathLike,
     data: bytes,
@@ -66,13 +81,16 @@ def write_bytes_atomic(
             mode = os.stat(path).st_mode & 0o7777
         except FileNotFoundError:
             mode = _default_mode()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(directory, path.name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+        try:
+            view = memoryview(data)
+            while view:  # plain os calls: each Python step here costs a GIL hand-over in threads
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         if before_replace is not None and not before_replace():
             os.unlink(tmp)
             return False

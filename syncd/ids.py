@@ -28,9 +28,13 @@ def new_id() -> str:
     return (int(time.time()).to_bytes(4, "big") + _RANDOM + n.to_bytes(3, "big")).hex()
 
 
+_HEX24_ANY_CASE = re.compile(r"[0-9a-fA-F]{24}")
+
+
 def is_object_id(s: object) -> bool:
     """True if ``s`` is a 24-hex string (case-insensitive, like ``bson.ObjectId.is_valid``)."""
-    return isinstance(s, str) and bool(_HEX24.match(s.lower()))
+    # called for every label of every merge: no lower() copy, fullmatch only on 24 characters
+    return isinstance(s, str) and len(s) == 24 and _HEX24_ANY_CASE.fullmatch(s) is not None
 
 
 def label_id(label: dict | None) -> str | None:
