@@ -4,6 +4,9 @@
   planning, metadata, upload, waiting for the data to be processed);
 - ``upload.cvat_sdk``: the official ``client.tasks.create_from_data`` (status polled every 50 ms);
 - ``upload.ceiling``: one raw multipart POST of the same bytes to a do-nothing server;
+- ``upload.syncd_transfer``: syncd's multipart stream and transport, one POST of the same bytes to
+  the same do-nothing server (the ceiling comparison: client-side efficiency only);
+- ``upload.syncd_upload_data``: ``CVATClient.upload_data`` to fakecvat, until it answers;
 - ``upload.zero_copy``: syncd with ``share_root``: only ``server_files`` names travel;
 - ``upload.fakecvat_ready``: fakecvat's own figure, one multipart POST + processing to ready.
 FiftyOne's ``annotate()`` lives in ``bench/fiftyone_bench.py``.
@@ -103,6 +106,22 @@ def upload_syncd_no_metadata(ctx):
 
 @benchmark("upload.syncd_transfer", repeats=3)
 def upload_syncd_transfer(ctx):
+    """syncd's multipart stream through its transport, one POST to the do-nothing server (vs ceiling)"""
+    from syncd.cvat.client import Transport
+    from syncd.cvat.upload import normalize_files, send_batches
+    server = ctx.stack.enter_context(NullServer())
+    files = image_files(ctx)
+    t = Transport(server.url)
+    ctx.stack.callback(t.close)
+    items = normalize_files(files)
+    with ctx.stopwatch() as sw:
+        # exactly what upload_data does with a batch, minus the CVAT-specific requests
+        send_batches(t, "/upload", [items], [("image_quality", "75")], parallel=1)
+    return _figures(ctx, sw.seconds)
+
+
+@benchmark("upload.syncd_upload_data", repeats=3)
+def upload_syncd_upload_data(ctx):
     """syncd's CVATClient.upload_data alone: the bytes to fakecvat until it answers (no wait)"""
     server = ctx.fakecvat()
     client = syncd_client(server)
@@ -232,7 +251,8 @@ ratio("upload: syncd vs cvat-sdk (speed-up)", ("upload.cvat_sdk", "seconds"), ("
       target=1.2)
 ratio("upload: syncd transfer vs raw POST ceiling (share of ceiling)", ("upload.ceiling", "seconds"),
       ("upload.syncd_transfer", "seconds"), target=0.8,
-      note="the bytes only: syncd's upload_data vs one raw POST to a do-nothing server")
+      note="client-side efficiency: the same bytes in one POST to the same do-nothing server, "
+           "syncd's MultipartStream + requests transport vs a raw http.client POST")
 ratio("upload: syncd end to end vs raw POST ceiling", ("upload.ceiling", "seconds"), ("upload.syncd", "seconds"),
       note="includes selection, planning, task creation and fakecvat processing")
 ratio("zero-copy: syncd share_root vs cvat-sdk upload (speed-up)", ("upload.cvat_sdk", "seconds"),

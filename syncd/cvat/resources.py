@@ -32,6 +32,8 @@ class CVATClient(Transport):
     # batch and TUS chunk sizes (bytes) for upload_data; instances may lower them
     upload_batch_bytes = _upload.BATCH_BYTES
     tus_chunk_bytes = _upload.TUS_CHUNK_BYTES
+    # Upload-Multiple requests in flight at once (1: one after the other, like the official SDK)
+    upload_parallel = _upload.PARALLEL
 
     # ---- users -------------------------------------------------------------------------------
 
@@ -115,7 +117,8 @@ class CVATClient(Transport):
                                    sorting_method=sorting_method, server_files=server_files,
                                    chunk_size=chunk_size, start_frame=start_frame, stop_frame=stop_frame,
                                    frame_step=frame_step, use_cache=use_cache, progress=progress,
-                                   batch_bytes=self.upload_batch_bytes, tus_chunk_bytes=self.tus_chunk_bytes)
+                                   batch_bytes=self.upload_batch_bytes, tus_chunk_bytes=self.tus_chunk_bytes,
+                                   parallel=self.upload_parallel)
 
     def data_meta(self, tid: int) -> dict:
         return self.call("GET", f"/api/tasks/{int(tid)}/data/meta")
