@@ -1,0 +1,131 @@
+"""The fast upload path against a real fakecvat: what planning may trust (stored metadata whose
+size matches the file) and what it must still check, media hashes recorded while the run
+uploads (and after a crash), batches sent side by side keeping the samples' order, and share
+files sized from their headers without being copied."""
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+import syncd
+from syncd.cvat import CVATClient
+from syncd.dataset import compute_metadata
+from syncd.ops import hashing
+from syncd.runs import RunStore
+
+from sample_helpers import make_images
+
+AUTH = ("admin", "admin")
+OPTS = dict(label_field="gt", label_type="detections", classes=["cat", "dog"])
+
+
+@pytest.fixture
+def client(fakecvat):
+    with CVATClient(fakecvat.url, username="admin", password="admin") as c:
+        yield c
+
+
+def tagged(root: Path, names, *, metadata: bool = True) -> None:
+    """Sample files tagged "todo", with their metadata as ``syncd tag`` / discovery leave it."""
+    for name in names:
+        doc = {"filepath": name, "tags": ["todo"]}
+        if metadata:
+            doc["metadata"] = compute_metadata(root / name)
+        (root / (name + ".json")).write_text(json.dumps(doc))
+
+
+def frames(url: str, tid: int) -> list[dict]:
+    return requests.get(f"{url}/api/tasks/{tid}/data/meta", auth=AUTH).json()["frames"]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_stored_metadata_is_trusted_but_a_truncated_file_is_still_skipped(tmp_path, fakecvat, client):
+    make_images(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    tagged(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    data = (tmp_path / "b.jpg").read_bytes()
+    (tmp_path / "b.jpg").write_bytes(data[: len(data) // 2])   # cut short after its metadata was taken
+    before = (tmp_path / "a.jpg.json").read_bytes()
+    result = syncd.annotate(tmp_path, "r1", tag="todo", client=client, **OPTS)
+    assert set(result["skipped"]) == {"b.jpg"} and "cannot" in result["skipped"]["b.jpg"]
+    assert [f["name"] for f in frames(fakecvat.url, result["tasks"][0])] == ["a.jpg", "c.jpg"]
+    assert (tmp_path / "a.jpg.json").read_bytes() == before   # nothing rewritten for a trusted sample
+
+
+def test_samples_without_metadata_gain_it_and_are_checked(tmp_path, fakecvat, client):
+    make_images(tmp_path, ["a.jpg", "b.png"])
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    tagged(tmp_path, ["a.jpg", "b.png", "bad.jpg"], metadata=False)
+    result = syncd.annotate(tmp_path, "r1", tag="todo", client=client, **OPTS)
+    assert set(result["skipped"]) == {"bad.jpg"}
+    for name in ("a.jpg", "b.png"):
+        md = json.loads((tmp_path / (name + ".json")).read_text())["metadata"]
+        assert md["_cls"] == "ImageMetadata" and md["size_bytes"] == (tmp_path / name).stat().st_size
+
+
+def test_hashes_are_recorded_once_the_run_is_annotating(tmp_path, fakecvat, client):
+    names = [f"img{i}.jpg" for i in range(5)]
+    make_images(tmp_path, names)
+    tagged(tmp_path, names)
+    syncd.annotate(tmp_path, "r1", tag="todo", client=client, **OPTS)
+    run = RunStore(tmp_path).get("r1")
+    assert run["status"] == "annotating"
+    assert run["hashes"] == {n: sha256(tmp_path / n) for n in names}
+
+
+def test_hashes_after_a_crash_are_taken_from_disk(tmp_path):
+    """A process that planned a run and died leaves no background job: the batch's final
+    write hashes the files itself."""
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    assert hashing.collect(tmp_path, "gone", ["a.jpg", "b.jpg"]) == \
+        {n: sha256(tmp_path / n) for n in ("a.jpg", "b.jpg")}
+    hashing.start(tmp_path, "r2", ["a.jpg", "b.jpg"])
+    (tmp_path / "b.jpg").unlink()            # unreadable by then (or never readable): no hash
+    got = hashing.collect(tmp_path, "r2", ["a.jpg", "b.jpg"], have={"a.jpg": "known"})
+    assert set(got) <= {"b.jpg"}             # a.jpg was known; b.jpg hashed only if it still existed
+
+
+def test_batches_sent_side_by_side_keep_the_sample_order(tmp_path, fakecvat, client):
+    names = [f"s{i:02d}.jpg" for i in range(30)][::-1]   # an order sorting would change
+    make_images(tmp_path, names)
+    client.upload_batch_bytes = 3 * (tmp_path / names[0]).stat().st_size   # 10 batches
+    client.upload_parallel = 4
+    seen = []
+    result = syncd.annotate(tmp_path, "r1", names, client=client,
+                            progress=lambda done, total: seen.append((done, total)), **OPTS)
+    assert [f["name"] for f in frames(fakecvat.url, result["tasks"][0])] == names
+    total = sum((tmp_path / n).stat().st_size for n in names)
+    assert seen and seen[-1] == (total, total)
+
+
+def _jpeg_with_exif(path: Path, size) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the stored size is still the one CVAT reports
+    Image.new("RGB", size, (10, 200, 30)).save(path, exif=exif.tobytes(), progressive=True)
+
+
+def test_share_files_are_sized_from_headers_in_place(tmp_path, fakecvat_factory):
+    share = tmp_path / "share"
+    root = share / "ds"
+    root.mkdir(parents=True)
+    _jpeg_with_exif(root / "a.jpg", (70, 30))
+    Image.new("RGB", (33, 21)).save(root / "b.png")
+    Image.new("L", (17, 9)).save(root / "c.gif")
+    names = ["a.jpg", "b.png", "c.gif"]
+    server = fakecvat_factory(share_dir=share)
+    with CVATClient(server.url, username="admin", password="admin") as c:
+        result = syncd.annotate(root, "r1", names, client=c, share_root=str(share), **OPTS)
+    meta = requests.get(f"{server.url}/api/tasks/{result['tasks'][0]}/data/meta", auth=AUTH).json()
+    assert meta["storage"] == "share"
+    assert [(f["name"], f["width"], f["height"]) for f in meta["frames"]] == \
+        [("ds/a.jpg", 70, 30), ("ds/b.png", 33, 21), ("ds/c.gif", 17, 9)]
+    frame = requests.get(f"{server.url}/api/tasks/{result['tasks'][0]}/data?type=frame&number=1&quality=original",
+                         auth=AUTH)
+    assert Image.open(io.BytesIO(frame.content)).size == (33, 21)
+    assert not list(Path(server.app.config["MEDIA_DIR"]).rglob("b.png"))   # referenced, not copied
