@@ -285,7 +285,7 @@ def _snapshot(path: Path) -> tuple | None:
 
 # Serialises syncd's own writers in this process (daemon threads); writers in other processes
 # and other tools are handled by the compare-before-rename check. Striped: bounded memory.
-_path_locks = [threading.Lock() for _ in range(64)]
+_path_locks = [threading.Lock() for _ in range(1024)]  # 16 load writers rarely share one
 
 
 def _path_lock(path: Path) -> threading.Lock:
