@@ -16,6 +16,7 @@ from ..runs import RunStore
 from ..schema import SchemaError, build_schema
 from . import hashing
 from .common import as_list, is_video
+from .upload import note_planned
 
 log = logging.getLogger("syncd.ops")
 
@@ -38,8 +39,9 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     ``frame_start``/``frame_stop``/``frame_step`` (videos): an int for every video, a list (one
     per video, in order) or a dict {video path: int}.
 
-    ``sample_docs``: {path: parsed sample file} the caller has just read (``annotate``'s tag
-    selection reads every sample file): those are not read and parsed a second time.
+    ``sample_docs``: {path: parsed sample file} the caller has just read with
+    ``dataset.read_sample`` (``annotate``'s tag selection reads every sample file), keyed by
+    the normalized paths it returned: those are not checked, read and parsed a second time.
     """
     store = store or RunStore(root)
     if store.exists(key):
@@ -155,12 +157,14 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     # batch's last write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
     hashing.start(root, key, rels)
     try:
-        return store.create(key, config, status="planned", project=None, batches=batches, sent={},
-                            hashes={}, merged=[], flagged={}, skipped=skipped, samples=rels,
-                            labelled=labelled)
+        run = store.create(key, config, status="planned", project=None, batches=batches, sent={},
+                           hashes={}, merged=[], flagged={}, skipped=skipped, samples=rels,
+                           labelled=labelled)
     except BaseException:
         hashing.forget(root, key)
         raise
+    note_planned(root, run)
+    return run
 
 
 def _carries_labels(doc: dict, fields) -> bool:
@@ -184,7 +188,10 @@ def _check_sample(root, rel: str, doc: dict | None = None, *, full: bool = True)
     ``full=False``: only the cheap checks; a sample that needs its media decoded (or its
     metadata written) comes back as ``(rel, doc, None)``, for a second call with ``full``."""
     try:
-        rel = dataset.safe_rel(root, rel)
+        if doc is None:
+            rel = dataset.safe_rel(root, rel)
+        # else: the caller read the sample file through dataset.read_sample, which checked
+        # (and normalized) this very path a moment ago
         if not dataset.is_media(rel):
             raise MediaError(f"{rel}: not a media file syncd handles")
         media = Path(root) / rel

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 from .. import dataset
@@ -37,7 +38,17 @@ def advance_upload(client, root, key: str, *, store: RunStore | None = None, pro
             return False
     for batch in run["batches"]:
         if batch["state"] != "annotating":
-            _advance_batch(client, root, store, run, batch, progress)
+            try:
+                _advance_batch(client, root, store, run, batch, progress)
+            except BaseException:
+                # An attempt was made: say so (a fresh batch writes its first record only
+                # once its task exists, to save a write on the way that works).
+                if run["status"] == "planned":
+                    try:
+                        store.update(key, status="uploading")
+                    except Exception:  # the original failure matters more
+                        log.exception("run '%s': could not record the upload attempt", key)
+                raise
             return False
     store.update(key, status="annotating")
     return True
@@ -74,23 +85,23 @@ def _ensure_project(client, store: RunStore, run: dict) -> None:
 def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progress) -> None:
     """One batch from wherever it is to "annotating".
 
-    Each record write below is an intent or a fact a crash must not lose, and nothing more
-    (each one rewrites the run file, fsync'd): "creating" before the task's POST (a crash after
-    it leaves a task found by its recorded name), "uploading" with the task id before any data
-    is sent (CVAT refuses a second attach, which tells us the first one arrived), "labels_sent"
-    before jobs are touched, and "annotating" at the end. A fresh batch goes through all of it
-    in one call; one found half-done is re-checked against CVAT first.
+    Each record write below is a fact a crash must not lose, and nothing more (each one
+    rewrites the run file, fsync'd): "uploading" with the task id before any data is sent
+    (CVAT refuses a second attach, which tells us the first one arrived), "labels_sent" before
+    jobs are touched, and "annotating" at the end. A task POSTed but not recorded (crash, lost
+    answer) is found by its recorded name before another is created. A fresh batch goes
+    through all of it in one call; one found half-done is re-checked against CVAT first.
     """
     key, i, cfg = run["key"], batch["index"], run["config"]
     state = batch["state"]
     fresh = False
     if state in ("planned", "creating"):
-        if state == "planned":
-            # Intent first (with the run's status, in the same write).
-            _write(store, key, i, {"state": "creating"}, status="uploading")
-            found, fresh = [], True  # nothing was POSTed for this batch yet: no search needed
-        else:
-            found = client.find_tasks(batch["name"])
+        # Planned by this process and not yet tried: nothing can exist in CVAT, so neither an
+        # intent write nor a search is needed. Otherwise (another process planned it, or an
+        # attempt here failed) a task may exist from a POST whose answer was lost: look for
+        # it by its recorded name, which carries the run's nonce.
+        fresh = state == "planned" and _take_fresh(root, run, i)
+        found = [] if fresh else client.find_tasks(batch["name"])
         if found:
             task = sorted(found, key=lambda t: t["id"])[0]
             for extra in sorted(found, key=lambda t: t["id"])[1:]:
@@ -105,9 +116,10 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
                 segment_size=cfg.get("segment_size"),
                 assignee_id=client.user_id(assignee) if assignee else None)
         if not fresh:
-            _write(store, key, i, {"task_id": task["id"], "state": "created"})
+            _write(store, key, i, {"task_id": task["id"], "state": "created"}, status="uploading")
             return
-        batch = _write(store, key, i, {"task_id": task["id"], "state": "uploading", "rq_id": None})
+        batch = _write(store, key, i, {"task_id": task["id"], "state": "uploading", "rq_id": None},
+                       status="uploading")
         state = "uploading"
     tid = batch["task_id"]
     jobs = None
@@ -146,6 +158,30 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
         hashes = hashing.collect(root, key, batch["samples"], run.get("hashes"))
         _write(store, key, i, {"state": "annotating", "jobs": [j["id"] for j in jobs], "labels_sent": True},
                hashes=hashes, **({"status": "annotating"} if last else {}))
+
+
+_fresh: set[tuple] = set()
+_fresh_lock = threading.Lock()
+
+
+def note_planned(root, run: dict) -> None:
+    """``plan_run`` just recorded ``run``: its batches cannot have a task in CVAT yet."""
+    with _fresh_lock:
+        _fresh.update(_fresh_key(root, run, b["index"]) for b in run["batches"])
+
+
+def _take_fresh(root, run: dict, index: int) -> bool:
+    """Whether this process planned the batch and never tried to create its task (once)."""
+    with _fresh_lock:
+        key = _fresh_key(root, run, index)
+        found = key in _fresh
+        _fresh.discard(key)
+        return found
+
+
+def _fresh_key(root, run: dict, index: int) -> tuple:
+    # the nonce tells a run from an earlier one of the same key (deleted, planned again)
+    return os.path.realpath(root), run["key"], run["config"].get("nonce"), index
 
 
 def _write(store: RunStore, key: str, index: int, fields: dict, *, hashes: dict | None = None, **top) -> dict:
