@@ -65,4 +65,4 @@ ratio("upload: syncd annotate vs FiftyOne annotate() (speed-up)", ("upload.fifty
       note="both to a task whose data is ready, same images, same fakecvat")
 ratio("load: syncd load_annotations vs FiftyOne load_annotations() (speed-up)", ("download.fiftyone", "seconds"),
       ("download.syncd", "seconds"), target=20,
-      note="syncd writes + fsyncs 1000 sample files; FiftyOne writes to its MongoDB")
+      note="syncd writes + fsyncs every sample file; FiftyOne writes to its MongoDB")
