@@ -56,7 +56,9 @@ def test_a_sample_tagged_again_starts_a_new_run(fakecvat, root, daemons):
                       what="a second task")[0]
     # the existing box went up with its id; the annotator relabels it as a dog
     job = _jobs(s, second["id"])[0]
-    ann = s.get(s.base + f"/api/jobs/{job['id']}/annotations").json()
+    # data first, then the sample's existing labels: wait for those to be in the job
+    ann = wait_for(lambda: (a := s.get(s.base + f"/api/jobs/{job['id']}/annotations").json())["shapes"] and a,
+                   what="the existing box uploaded")
     assert len(ann["shapes"]) == 1
     labels = {lb["name"]: lb for lb in s.get(s.base + "/api/labels", params={"job_id": job["id"]}).json()["results"]}
     shape = ann["shapes"][0]
