@@ -69,10 +69,11 @@ def syncd_client(server):
 
 def syncd_annotate(ctx, server, root: Path, **options) -> dict:
     import syncd
+    annotate = syncd.annotate  # imported here (lazily on first use), as the SDK's imports are outside
     with ctx.stopwatch() as sw:
         client = syncd_client(server)
-        result = syncd.annotate(str(root), "bench", tag=TAG, client=client, label_field="ground_truth",
-                                label_type="detections", classes=CLASSES, **options)
+        result = annotate(str(root), "bench", tag=TAG, client=client, label_field="ground_truth",
+                          label_type="detections", classes=CLASSES, **options)
     assert len(result["tasks"]) == 1, result
     return {"seconds": sw.seconds, "task": result["tasks"][0]}
 
