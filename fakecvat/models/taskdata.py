@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,16 +86,23 @@ def add_client_files(store: Store, task: dict, media_dir, files: list[tuple[str,
 
 
 PROBE_THREADS = 4
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def _in_parallel(fn, items) -> list:
     """``[fn(x) for x in items]`` in a few threads: saving and decoding images spend their time
-    in system calls and Pillow's C decoder, which release the GIL. The first error is raised."""
+    in system calls and Pillow's C decoder, which release the GIL. The first error is raised.
+    One pool for the process: requests handled side by side share its threads instead of
+    each starting its own (8 batches in flight would be 32 decoding threads)."""
+    global _pool
     items = list(items)
     if len(items) < 8:
         return [fn(x) for x in items]
-    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
-        return list(pool.map(fn, items))
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="fakecvat-media")
+    return list(_pool.map(fn, items))
 
 
 # ---- parameters ------------------------------------------------------------------------------

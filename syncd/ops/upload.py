@@ -86,20 +86,20 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
     """One batch from wherever it is to "annotating".
 
     Each record write below is a fact a crash must not lose, and nothing more (each one
-    rewrites the run file, fsync'd): "uploading" with the task id before any data is sent
-    (CVAT refuses a second attach, which tells us the first one arrived), "labels_sent" before
-    jobs are touched, and "annotating" at the end. A task POSTed but not recorded (crash, lost
-    answer) is found by its recorded name before another is created. A fresh batch goes
-    through all of it in one call; one found half-done is re-checked against CVAT first.
+    rewrites the run file, fsync'd). A batch this process planned goes from "planned" to
+    "annotating" in one call with one write at the end (with "labels_sent" before jobs are
+    touched when it carries labels): if it stops on the way, the task it made is found by its
+    recorded name (which carries the run's nonce) and re-checked, like a task whose POST
+    answer was lost; a failure records the task id at once. A batch found half-done is
+    re-checked against CVAT first: its data may be in (CVAT also refuses a second attach).
     """
     key, i, cfg = run["key"], batch["index"], run["config"]
     state = batch["state"]
     fresh = False
     if state in ("planned", "creating"):
-        # Planned by this process and not yet tried: nothing can exist in CVAT, so neither an
-        # intent write nor a search is needed. Otherwise (another process planned it, or an
-        # attempt here failed) a task may exist from a POST whose answer was lost: look for
-        # it by its recorded name, which carries the run's nonce.
+        # Planned by this process and not yet tried: nothing can exist in CVAT, so there is
+        # nothing to search for. Otherwise (another process planned it, or an attempt here
+        # failed) a task may exist from a POST whose answer was lost: look for it by name.
         fresh = state == "planned" and _take_fresh(root, run, i)
         found = [] if fresh else client.find_tasks(batch["name"])
         if found:
@@ -118,10 +118,35 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
         if not fresh:
             _write(store, key, i, {"task_id": task["id"], "state": "created"}, status="uploading")
             return
-        batch = _write(store, key, i, {"task_id": task["id"], "state": "uploading", "rq_id": None},
-                       status="uploading")
-        state = "uploading"
-    tid = batch["task_id"]
+        try:
+            _finish_batch(client, root, store, run, dict(batch, task_id=task["id"]), "uploading",
+                          progress, fresh=True)
+        except BaseException:
+            try:  # a retry then need not search for the task
+                _record_task(store, key, i, task["id"])
+            except Exception:
+                log.exception("run '%s': could not record task %s of batch %d", key, task["id"], i)
+            raise
+        return
+    if state in ("created", "uploading", "ready"):
+        _finish_batch(client, root, store, run, batch, state, progress, fresh=False)
+
+
+def _record_task(store: RunStore, key: str, index: int, tid: int) -> None:
+    """After a failure: the batch's task id, and "created" unless it got further."""
+    def change(rec):
+        b = rec["batches"][index]
+        b["task_id"] = tid
+        if b["state"] in ("planned", "creating"):
+            b["state"] = "created"
+        rec["status"] = "uploading"
+    store.modify(key, change)
+
+
+def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: str, progress, *,
+                  fresh: bool) -> None:
+    """A batch whose task exists (``batch["task_id"]``): data, existing labels, assignees."""
+    key, i, cfg, tid = run["key"], batch["index"], run["config"], batch["task_id"]
     jobs = None
     if state in ("created", "uploading"):
         if not fresh:
@@ -145,19 +170,18 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
         # No write of rq_id: a crash while CVAT processes is recovered like any other
         # "uploading" batch (the task has its data, or a second attach is refused and we wait).
         jobs = _wait_data(client, tid, rq_id)
-        state = "ready"
-    if state == "ready":
-        labelled = set(run["labelled"]) if "labelled" in run else set(batch["samples"])
-        # Once recorded as sent, never again: a second PUT (replace) after a failure while
-        # assigning jobs would wipe what annotators of already-assigned jobs have drawn.
-        if not batch.get("labels_sent") and any(rel in labelled for rel in batch["samples"]):
-            _send_existing_labels(client, root, store, run, batch)
-        jobs = jobs if jobs else jobs_of(client, tid)
-        _assign_jobs(client, cfg, jobs, batch)
-        last = all(b["state"] == "annotating" for b in run["batches"] if b["index"] != i)
-        hashes = hashing.collect(root, key, batch["samples"], run.get("hashes"))
-        _write(store, key, i, {"state": "annotating", "jobs": [j["id"] for j in jobs], "labels_sent": True},
-               hashes=hashes, **({"status": "annotating"} if last else {}))
+    labelled = set(run["labelled"]) if "labelled" in run else set(batch["samples"])
+    # Once recorded as sent, never again: a second PUT (replace) after a failure while
+    # assigning jobs would wipe what annotators of already-assigned jobs have drawn.
+    if not batch.get("labels_sent") and any(rel in labelled for rel in batch["samples"]):
+        _send_existing_labels(client, root, store, run, batch)
+    jobs = jobs if jobs else jobs_of(client, tid)
+    _assign_jobs(client, cfg, jobs, batch)
+    last = all(b["state"] == "annotating" for b in run["batches"] if b["index"] != i)
+    hashes = hashing.collect(root, key, batch["samples"], run.get("hashes"))
+    _write(store, key, i, {"task_id": tid, "state": "annotating", "jobs": [j["id"] for j in jobs],
+                           "labels_sent": True},
+           hashes=hashes, status="annotating" if last else "uploading")
 
 
 _fresh: set[tuple] = set()
@@ -301,7 +325,10 @@ def _send_existing_labels(client, root, store: RunStore, run: dict, batch: dict)
 
     def change(rec):
         rec["sent"].update(sent)
-        rec["batches"][batch["index"]]["labels_sent"] = True
+        # (with the task id: a fresh batch records nothing before this)
+        rec["batches"][batch["index"]].update(labels_sent=True, task_id=tid, state="ready")
+        if rec.get("status") == "planned":
+            rec["status"] = "uploading"
     store.modify(run["key"], change)
 
 
