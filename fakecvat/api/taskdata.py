@@ -8,7 +8,7 @@ import tempfile
 
 from flask import Blueprint, Response, current_app, request
 
-from .. import media
+from .. import media, multipart
 from ..errors import ValidationError
 from ..http import abs_url, body_dict, current_user, respond
 from ..models import frames, taskdata, uploads
@@ -19,12 +19,26 @@ bp = Blueprint("taskdata", __name__)
 _INDEXED = re.compile(r"^(\w+)\[(\d+)\]$")
 
 
+def _fast_multipart():
+    """The multipart body split by ``fakecvat.multipart`` (fields, files), or None: then
+    werkzeug parses it (from the same bytes, cached by ``get_data``)."""
+    if "_fast_multipart" not in request.environ:
+        parsed = None
+        boundary = multipart.boundary_of(request.headers.get("Content-Type", ""))
+        length = request.content_length
+        if boundary and length is not None and length <= multipart.MAX_BODY:
+            parsed = multipart.parse(request.get_data(cache=True), boundary)
+        request.environ["_fast_multipart"] = parsed
+    return request.environ["_fast_multipart"]
+
+
 def form_params() -> dict:
     """The data fields of a JSON or multipart body; ``key[i]`` form fields become lists."""
-    if request.mimetype == "multipart/form-data" or request.form:
+    fast = _fast_multipart() if request.mimetype == "multipart/form-data" else None
+    if fast is not None or request.mimetype == "multipart/form-data" or request.form:
         out: dict = {}
         lists: dict[str, dict[int, str]] = {}
-        for key, value in request.form.items(multi=True):
+        for key, value in (fast[0] if fast is not None else request.form.items(multi=True)):
             if key is None:  # werkzeug's name for a part whose header it could not parse: not a field
                 continue
             m = _INDEXED.match(key)
@@ -41,10 +55,13 @@ def form_params() -> dict:
 def client_files() -> list[tuple[str, object]]:
     """Uploaded ``client_files[i]`` in index order (DRF needs indexed keys; plain keys are ignored)."""
     indexed = []
-    for key, storage in request.files.items(multi=True):
+    fast = _fast_multipart() if request.mimetype == "multipart/form-data" else None
+    items = ([(key, filename, stream) for key, filename, stream in fast[1]] if fast is not None else
+             [(key, storage.filename, storage.stream) for key, storage in request.files.items(multi=True)])
+    for key, filename, stream in items:
         m = _INDEXED.match(key) if key is not None else None
         if m and m.group(1) == "client_files":
-            indexed.append((int(m.group(2)), storage.filename, storage.stream))
+            indexed.append((int(m.group(2)), filename, stream))
     return [(name, stream) for _, name, stream in sorted(indexed, key=lambda x: x[0])]
 
 
