@@ -76,7 +76,22 @@ def _video_image(data: dict, number: int):
 def _image(data: dict, number: int):
     if data.get("video"):
         return _video_image(data, number)
-    return media.load_image(data["frames"][number]["path"])
+    path = data["frames"][number]["path"]
+    try:
+        return media.load_image(path)
+    except (OSError, ValueError, SyntaxError) as e:
+        # Checked when the task was made, so the file changed since (a share file edited or
+        # truncated in place): say which frame, as a client error, never a 500.
+        raise APIError(f"The frame {number} ({data['frames'][number]['name']}) cannot be read: {e}",
+                       status=400, text=True) from None
+
+
+def _original_bytes(data: dict, number: int) -> bytes:
+    try:
+        return Path(data["frames"][number]["path"]).read_bytes()
+    except OSError as e:
+        raise APIError(f"The frame {number} ({data['frames'][number]['name']}) cannot be read: "
+                       f"{e.strerror}", status=400, text=True) from None
 
 
 def chunk_types(data: dict | None) -> tuple[str, str]:
@@ -92,7 +107,7 @@ def frame(task: dict, number: int, quality: str) -> tuple[bytes, str]:
     data = _data(task)
     if quality == "original" and not data.get("video"):
         f = data["frames"][number]
-        return Path(f["path"]).read_bytes(), media.mime_type(f["name"])
+        return _original_bytes(data, number), media.mime_type(f["name"])
     quality_value = task.get("image_quality", 70) if quality != "original" else 95
     return media.to_jpeg(_image(data, number), quality_value), "image/jpeg"
 
@@ -117,7 +132,7 @@ def chunk(task: dict, numbers: range, quality: str) -> tuple[bytes, str]:
     for i, n in enumerate(numbers):
         if quality == "original" and not data.get("video"):
             f = data["frames"][n]
-            entries.append((f"{i:06d}{Path(f['name']).suffix.lower()}", Path(f["path"]).read_bytes()))
+            entries.append((f"{i:06d}{Path(f['name']).suffix.lower()}", _original_bytes(data, n)))
         else:
             entries.append((f"{i:06d}.jpeg", media.to_jpeg(_image(data, n), task.get("image_quality", 70))))
     return media.zip_chunk(entries), "application/zip"

@@ -254,3 +254,38 @@ def test_status_without_request_is_finished(fakecvat):
     tid = new_task(s)
     r = s.get(f"{s.base}/api/tasks/{tid}/status")
     assert r.json() == {"state": "Finished", "message": "", "progress": 0.0} and r.headers["Deprecation"] == "true"
+
+
+def test_a_share_file_damaged_after_task_creation_is_a_clear_400_not_a_500(tmp_path):
+    """Share files are read in place: one truncated after the task was made answers its frame
+    requests with a 400 naming the frame, and the server keeps serving the others."""
+    from PIL import Image
+
+    from fakecvat import FakeCVAT
+    share = tmp_path / "share"
+    share.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        buf = io.BytesIO()
+        Image.new("RGB", (320, 240), (200, 30, 30)).save(buf, format="JPEG")
+        (share / name).write_bytes(buf.getvalue())
+    with FakeCVAT(share_dir=share) as server:
+        s = requests.Session()
+        s.auth = ("admin", "admin")
+        tid = s.post(server.url + "/api/tasks", json={"name": "t", "labels": [{"name": "x"}]}).json()["id"]
+        r = s.post(server.url + f"/api/tasks/{tid}/data", json={"image_quality": 70,
+                                                                 "server_files": ["a.jpg", "b.jpg"]})
+        assert r.status_code == 202, r.text
+        rq = r.json()["rq_id"]
+        for _ in range(100):
+            if s.get(server.url + f"/api/requests/{requests.utils.quote(rq, safe='')}").json()["status"] == "finished":
+                break
+        data = (share / "a.jpg").read_bytes()
+        (share / "a.jpg").write_bytes(data[: len(data) // 3])
+        for quality in ("compressed", "original"):
+            r = s.get(server.url + f"/api/tasks/{tid}/data", params={"type": "frame", "number": 0, "quality": quality})
+            if quality == "compressed":
+                assert r.status_code == 400 and "a.jpg" in r.text, (r.status_code, r.text)
+        (share / "b.jpg").unlink()
+        r = s.get(server.url + f"/api/tasks/{tid}/data", params={"type": "frame", "number": 1, "quality": "original"})
+        assert r.status_code == 400 and "b.jpg" in r.text
+        assert s.get(server.url + "/api/server/about").status_code == 200
