@@ -62,51 +62,38 @@ def _action() -> str:
     return action
 
 
-# ---- job level ----------------------------------------------------------------------------------
+# ---- job and task level (the same semantics, CVAT routes both) -------------------------------
 
 @bp.route("/api/jobs/<int:job_id>/annotations", methods=["GET", "PUT", "PATCH", "DELETE", "POST"])
 def job_annotations(job_id: int):
     job, task = load_job(job_id)
+    return _annotations("jobs", job_id, task, job, job, A.get_job, A.put_job, A.patch_job, A.delete_job)
+
+
+@bp.route("/api/tasks/<int:task_id>/annotations", methods=["GET", "PUT", "PATCH", "DELETE", "POST"])
+def task_annotations(task_id: int):
+    task = load_task(task_id)
+    return _annotations("tasks", task_id, task, None, task, A.get_task, A.put_task, A.patch_task, A.delete_task)
+
+
+def _annotations(target: str, obj_id: int, task: dict, job: dict | None, obj: dict, get, put, patch, delete):
+    """One handler for ``/api/{jobs,tasks}/{id}/annotations``: ``obj`` is the job or the task,
+    the four functions its model operations."""
     s, user = store(), current_user()
-    if request.method == "GET" and any(k in request.args for k in LEGACY_GET):
-        raise Gone(LEGACY_MSG.format(target="jobs", id=job_id))
-    if request.method in ("PUT",) and any(k in request.args for k in ("format", "rq_id")):
-        raise Gone(LEGACY_MSG.format(target="jobs", id=job_id))
+    legacy = {"GET": LEGACY_GET, "PUT": ("format", "rq_id")}.get(request.method, ())
+    if any(k in request.args for k in legacy):
+        raise Gone(LEGACY_MSG.format(target=target, id=obj_id))
     A.require_data(task)
     if request.method == "POST":
         return _import(task, job)
     idx = A.label_index(s, task)
     if request.method == "GET":
-        return _json(A.get_job(s, job, idx))
+        return _json(get(s, obj, idx))
     if request.method == "PUT":
-        return _json(A.put_job(s, job, body(), idx, sender=user))
+        return _json(put(s, obj, body(), idx, sender=user))
     if request.method == "PATCH":
-        return _json(A.patch_job(s, job, _action(), body(), idx, sender=user))
-    A.delete_job(s, job, sender=user)
-    return Response(status=204)
-
-
-# ---- task level -----------------------------------------------------------------------------------
-
-@bp.route("/api/tasks/<int:task_id>/annotations", methods=["GET", "PUT", "PATCH", "DELETE", "POST"])
-def task_annotations(task_id: int):
-    task = load_task(task_id)
-    s, user = store(), current_user()
-    if request.method == "GET" and any(k in request.args for k in LEGACY_GET):
-        raise Gone(LEGACY_MSG.format(target="tasks", id=task_id))
-    if request.method == "PUT" and any(k in request.args for k in ("format", "rq_id")):
-        raise Gone(LEGACY_MSG.format(target="tasks", id=task_id))
-    A.require_data(task)
-    if request.method == "POST":
-        return _import(task, None)
-    idx = A.label_index(s, task)
-    if request.method == "GET":
-        return _json(A.get_task(s, task, idx))
-    if request.method == "PUT":
-        return _json(A.put_task(s, task, body(), idx, sender=user))
-    if request.method == "PATCH":
-        return _json(A.patch_task(s, task, _action(), body(), idx, sender=user))
-    A.delete_task(s, task, sender=user)
+        return _json(patch(s, obj, _action(), body(), idx, sender=user))
+    delete(s, obj, sender=user)
     return Response(status=204)
 
 
