@@ -7,7 +7,7 @@ listing). The daemon is ``syncd run ROOT`` (syncd.daemon).
 __version__ = "0.1.0"
 
 
-_API = ("annotate", "load_annotations", "resume", "status", "format_status", "list_runs", "runs",
+_API = ("annotate", "load_annotations", "resume", "status", "format_status", "list_runs",
         "rename_run", "delete_run", "tag")
 
 

@@ -124,7 +124,7 @@ def load_annotations(root, key: str, *, cleanup: bool = False, unexpected: str =
                             store=store, progress=progress)
 
 
-def runs(root) -> list[dict]:
+def list_runs(root) -> list[dict]:
     """Every run of the directory: key, status, created, tasks, samples."""
     out = []
     for run in RunStore(root).list():
@@ -135,10 +135,6 @@ def runs(root) -> list[dict]:
                     "samples": len(run.get("samples", [])), "flagged": run.get("flagged", {})})
     return out
 
-
-# ``syncd.runs`` is the run-store module (importing it shadows a package attribute of that
-# name), so the package exposes this function as ``syncd.list_runs``.
-list_runs = runs
 
 
 def rename_run(root, key: str, new_key: str) -> None:

@@ -161,7 +161,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    rows = api.runs(args.root)
+    rows = api.list_runs(args.root)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
