@@ -251,6 +251,7 @@ def main(directory: str | None = None, count: int = 12, timeout: float = 55.0) -
             except subprocess.TimeoutExpired:
                 daemon.kill()
     elapsed = time.monotonic() - started
+    console.line()  # the live table may end without a newline when stderr is not a terminal
     if ok:
         console.print(f"[bold green]All {count} samples annotated and merged in {elapsed:.1f} s.[/]")
         console.print(f"Dataset:     {root}")
