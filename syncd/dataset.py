@@ -280,6 +280,8 @@ def _snapshot(path: Path) -> tuple | None:
             data = f.read()
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a directory by that name, no permission...: one line, not a traceback
+        raise SampleFileError(f"{path}: cannot read sample file: {exc.strerror or exc}") from None
     return (st.st_mtime_ns, st.st_size, hashlib.sha256(data).digest(), data)
 
 
