@@ -39,6 +39,10 @@ def load_run(client, root, key: str, *, cleanup: bool | None = None, unexpected:
     if run["status"] in ("planned", "uploading"):
         raise RunError(f"run '{key}' is still uploading ({run['status']}); finish `annotate` first")
     cleanup = run["config"].get("cleanup") if cleanup is None else cleanup
+    if isinstance(dest_field, str) and len(run["config"].get("schema") or {}) != 1:
+        # checked before anything starts: merge_sample would raise a bare ValueError per sample
+        raise SyncdError(f"run '{key}' has {len(run['config'].get('schema') or {})} fields: dest_field "
+                         f"may be a single name only for a one-field run; give {{field: new field}}")
     if run["status"] != "loaded":
         run = store.update(key, status="loading")
     schema = schema_of(run)

@@ -39,3 +39,32 @@ def test_tagging_a_sample_whose_file_is_a_directory_is_a_one_line_error(tmp_path
     (tmp_path / "a.jpg.json").mkdir()
     with pytest.raises(SampleFileError, match="a.jpg.json"):
         syncd.tag(tmp_path, ["a.jpg"], add=["x"])
+
+
+# ---- load: a dest_field the run cannot take ----------------------------------------------------
+
+@pytest.fixture
+def client(fakecvat):
+    from syncd.cvat import CVATClient
+    with CVATClient(fakecvat.url, username="admin", password="admin") as c:
+        yield c
+
+
+def test_a_single_dest_field_for_a_multi_field_run_is_a_one_line_error(tmp_path, client):
+    from sample_helpers import make_images
+
+    from syncd.errors import SyncdError
+    from syncd.runs import RunStore
+
+    make_images(tmp_path, ["a.jpg"])
+    (tmp_path / "a.jpg.json").write_text('{"filepath": "a.jpg", "tags": ["todo"]}')
+    schema = {"boxes": {"type": "detections", "classes": ["cat"]},
+              "scene": {"type": "classification", "classes": ["day", "night"]}}
+    syncd.annotate(tmp_path, "two", ["a.jpg"], client=client, label_schema=schema)
+    before = (tmp_path / "a.jpg.json").read_bytes()
+    with pytest.raises(SyncdError, match="dest_field"):
+        syncd.load_annotations(tmp_path, "two", client=client, dest_field="other")
+    assert (tmp_path / "a.jpg.json").read_bytes() == before
+    assert RunStore(tmp_path).get("two")["status"] == "annotating"   # nothing started
+    syncd.load_annotations(tmp_path, "two", client=client)           # the right call still works
+    assert RunStore(tmp_path).get("two")["status"] == "loaded"
