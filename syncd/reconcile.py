@@ -43,7 +43,7 @@ from typing import Any, Callable
 import syncd.dataset as dataset
 import syncd.logs as logs
 import syncd.ops as ops
-from syncd.errors import MediaError, SampleFileError
+from syncd.errors import MediaError, SampleFileError, SyncdError
 from syncd.runs import RunStore
 from syncd.sample_check import check_sample
 from syncd.watch import StableFiles
@@ -512,7 +512,14 @@ class Reconciler:
                 return self.poll_interval
             if self.once.first(f"loading:{key}", True):
                 logs.event(log, "run complete, loading labels", key=key)
-            _call(ops.load_run, client, self.root, key, unexpected="keep")
+            summary = _call(ops.load_run, client, self.root, key, unexpected="keep")
+            owed = (summary or {}).get("skipped") or {}
+            if owed:
+                # load_run kept the run "loading" (their labels are only in CVAT): report it
+                # once and retry with the backoff until the files are fixed
+                raise SyncdError(f"run '{key}': {len(owed)} sample(s) not merged yet, their labels "
+                                 "stay in CVAT until fixed: " + "; ".join(
+                                     f"{why}" for why in list(owed.values())[:3]))
             logs.event(log, "run loaded", key=key)
             self._runs.pop(key, None)
             self.once.clear(f"run:{key}")

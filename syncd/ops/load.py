@@ -31,7 +31,9 @@ def load_run(client, root, key: str, *, cleanup: bool | None = None, unexpected:
              dest_field=None, store: RunStore | None = None, progress: Callable | None = None) -> dict:
     """Download every job's labels, merge them into the sample files, swap the trigger tag for
     the done tag, and delete the tasks if ``cleanup``. Idempotent: samples already merged are
-    skipped, and re-merging a sample after a crash yields the same file."""
+    skipped, and re-merging a sample after a crash yields the same file. A sample whose file
+    cannot be written (``summary["skipped"]``) keeps its batch unfinished, its task and the run
+    "loading": loading again once the file is fixed merges it."""
     if unexpected not in ("keep", "ignore"):
         raise SyncdError(f"unexpected must be 'keep' or 'ignore', got {unexpected!r}")
     store = store or RunStore(root)
@@ -47,9 +49,16 @@ def load_run(client, root, key: str, *, cleanup: bool | None = None, unexpected:
         run = store.update(key, status="loading")
     schema = schema_of(run)
     summary = {"samples": 0, "labels": 0, "flagged": dict(run.get("flagged", {})), "skipped": {}}
+    owed = False
     for batch in run["batches"]:
         if batch["state"] in ("annotating", "ready"):
             _load_batch(client, root, store, key, batch, schema, unexpected, dest_field, summary, progress)
+            if any(rel in summary["skipped"] for rel in batch["samples"]):
+                # A sample whose file could not be written (broken JSON mid-edit...) still has
+                # its labels only in CVAT: the batch is not done and its task is not deleted;
+                # loading again (once the file is fixed) merges just those samples.
+                owed = True
+                continue
             set_batch(store, key, batch["index"], state="loaded")
             batch["state"] = "loaded"
         if cleanup and batch["state"] in ("loaded", "deleting"):
@@ -57,7 +66,8 @@ def load_run(client, root, key: str, *, cleanup: bool | None = None, unexpected:
             client.delete_task(batch["task_id"], missing_ok=True)
             set_batch(store, key, batch["index"], state="deleted")
     # Projects are shared by later runs of the same rule: never deleted implicitly here.
-    store.update(key, status="loaded")
+    if not owed:
+        store.update(key, status="loaded")
     return summary
 
 

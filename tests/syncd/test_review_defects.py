@@ -68,3 +68,88 @@ def test_a_single_dest_field_for_a_multi_field_run_is_a_one_line_error(tmp_path,
     assert RunStore(tmp_path).get("two")["status"] == "annotating"   # nothing started
     syncd.load_annotations(tmp_path, "two", client=client)           # the right call still works
     assert RunStore(tmp_path).get("two")["status"] == "loaded"
+
+
+# ---- load: a sample file unreadable at load time must not cost its CVAT labels ---------------
+
+def _draw_box(url: str, tid: int, frame: int) -> None:
+    import requests
+    auth = ("admin", "admin")
+    labels = requests.get(f"{url}/api/labels?task_id={tid}&page_size=all", auth=auth).json()["results"]
+    lid = next(lb["id"] for lb in labels if lb["name"] == "cat")
+    jobs = requests.get(f"{url}/api/jobs?task_id={tid}&page_size=all", auth=auth).json()["results"]
+    job = next(j for j in jobs if j["start_frame"] <= frame <= j["stop_frame"])
+    r = requests.patch(f"{url}/api/jobs/{job['id']}/annotations?action=create", auth=auth,
+                       json={"version": 0, "tags": [], "tracks": [], "shapes": [
+                           {"type": "rectangle", "frame": frame, "label_id": lid,
+                            "points": [8.0, 6.0, 40.0, 30.0], "attributes": []}]})
+    assert r.status_code == 200, r.text
+
+
+def test_a_sample_file_broken_at_load_time_keeps_its_labels_for_the_next_load(tmp_path, fakecvat, client):
+    import json
+
+    from sample_helpers import make_images
+
+    from syncd.runs import RunStore
+
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    for rel in ("a.jpg", "b.jpg"):
+        (tmp_path / (rel + ".json")).write_text(json.dumps({"filepath": rel, "tags": ["todo"]}))
+    result = syncd.annotate(tmp_path, "r", ["a.jpg", "b.jpg"], client=client, label_field="gt",
+                            label_type="detections", classes=["cat"])
+    tid = result["tasks"][0]
+    _draw_box(fakecvat.url, tid, 0)
+    _draw_box(fakecvat.url, tid, 1)
+    (tmp_path / "a.jpg.json").write_text('{"filepath": "a.jpg", "tags": ["todo"]')   # mid-edit, broken
+    summary = syncd.load_annotations(tmp_path, "r", client=client, cleanup=True)
+    assert "a.jpg" in summary["skipped"]
+    assert [d["label"] for d in json.loads((tmp_path / "b.jpg.json").read_text())["gt"]["detections"]] == ["cat"]
+    assert RunStore(tmp_path).get("r")["status"] != "loaded"     # not finished: a.jpg is owed its box
+    client.get_task(tid)                                          # the task (and its labels) kept
+    # the person fixes the file; loading again merges what was owed, and only that
+    (tmp_path / "a.jpg.json").write_text(json.dumps({"filepath": "a.jpg", "tags": ["todo"]}))
+    summary = syncd.load_annotations(tmp_path, "r", client=client, cleanup=True)
+    assert not summary["skipped"]
+    for rel in ("a.jpg", "b.jpg"):
+        assert [d["label"] for d in json.loads((tmp_path / (rel + ".json")).read_text())["gt"]["detections"]] == ["cat"]
+    assert RunStore(tmp_path).get("r")["status"] == "loaded"
+
+
+def test_daemon_keeps_retrying_a_run_whose_sample_file_was_broken_at_load(tmp_path, fakecvat, client, caplog):
+    import json
+    import logging
+
+    import requests
+    from sample_helpers import make_images
+
+    from syncd import ops
+    from syncd.config import load_config
+    from syncd.reconcile import BACKOFF_CAP, Reconciler
+    from syncd.runs import RunStore
+
+    (tmp_path / "syncd.toml").write_text(f'[cvat]\nurl = "{fakecvat.url}"\n[[rule]]\nname = "boxes"\n'
+                                         'label_field = "gt"\nlabel_type = "detections"\nclasses = ["cat"]\n')
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    ops.plan_run(tmp_path, "boxes-1", ["a.jpg", "b.jpg"], rule_name="boxes", label_field="gt",
+                 label_type="detections", classes=["cat"])
+    ops.upload_run(client, tmp_path, "boxes-1")
+    tid = RunStore(tmp_path).get("boxes-1")["batches"][0]["task_id"]
+    _draw_box(fakecvat.url, tid, 0)
+    _draw_box(fakecvat.url, tid, 1)
+    for job in client.jobs(tid):
+        assert requests.patch(f"{fakecvat.url}/api/jobs/{job['id']}", auth=("admin", "admin"),
+                              json={"state": "completed"}).ok
+    (tmp_path / "a.jpg.json").write_text("{broken")
+    now = [1000.0]
+    rec = Reconciler(tmp_path, load_config(tmp_path), lambda: client, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="syncd"):
+        rec.pass_once()
+    assert RunStore(tmp_path).get("boxes-1")["status"] == "loading"
+    assert not any(r.getMessage() == "run loaded" for r in caplog.records)
+    assert any("a.jpg" in str(getattr(r, "fields", {})) for r in caplog.records if r.levelno >= logging.ERROR)
+    (tmp_path / "a.jpg.json").write_text(json.dumps({"filepath": "a.jpg", "tags": []}))
+    now[0] += BACKOFF_CAP + 1
+    rec.pass_once()
+    assert RunStore(tmp_path).get("boxes-1")["status"] == "loaded"
+    assert [d["label"] for d in json.loads((tmp_path / "a.jpg.json").read_text())["gt"]["detections"]] == ["cat"]
