@@ -55,6 +55,12 @@ def cleanup_run(client, root, key: str, *, store: RunStore | None = None) -> Non
     store = store or RunStore(root)
     run = store.get(key)
     for batch in run.get("batches", []):
+        if not batch.get("task_id") and batch["state"] in ("planned", "creating"):
+            # a task whose creation answer was lost exists without a recorded id: found by its
+            # recorded name (it carries the run's nonce, so it can only be this batch's)
+            for task in client.find_tasks(batch["name"]):
+                client.delete_task(task["id"], missing_ok=True)
+            continue
         if batch.get("task_id") and batch["state"] != "deleted":
             set_batch(store, key, batch["index"], state="deleting")
             client.delete_task(batch["task_id"], missing_ok=True)

@@ -153,3 +153,25 @@ def test_daemon_keeps_retrying_a_run_whose_sample_file_was_broken_at_load(tmp_pa
     rec.pass_once()
     assert RunStore(tmp_path).get("boxes-1")["status"] == "loaded"
     assert [d["label"] for d in json.loads((tmp_path / "a.jpg.json").read_text())["gt"]["detections"]] == ["cat"]
+
+
+# ---- delete --cleanup: a task whose creation answer was lost is found by its recorded name ----
+
+def test_delete_with_cleanup_removes_a_task_whose_creation_answer_was_lost(tmp_path, fakecvat):
+    import requests
+    from sample_helpers import make_images
+
+    from syncd.cvat import CVATClient, CVATError
+
+    make_images(tmp_path, ["a.jpg"])
+    ctl = fakecvat.url + "/_fakecvat/faults"
+    assert requests.post(ctl, json={"path": r"^/api/tasks/?$", "method": "POST", "status": 500,
+                                    "phase": "after", "times": 1}).ok
+    with CVATClient(fakecvat.url, username="admin", password="admin", retries=0) as c:
+        with pytest.raises(CVATError):
+            syncd.annotate(tmp_path, "r", ["a.jpg"], client=c, label_field="gt",
+                           label_type="detections", classes=["cat"])
+        # the POST went through on the server: the task exists, the run does not know its id
+        assert len(requests.get(fakecvat.url + "/api/tasks", auth=("admin", "admin")).json()["results"]) == 1
+        syncd.delete_run(tmp_path, "r", cleanup=True, client=c)
+    assert requests.get(fakecvat.url + "/api/tasks", auth=("admin", "admin")).json()["results"] == []
