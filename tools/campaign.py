@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliability"))
 import campaign  # noqa: E402
+import kills  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
         fig = campaign.run_faults(work, samples=a.samples or 200, videos=a.videos, seed=a.seed,
                                   fraction=a.fraction, timeout=a.timeout, deadline=a.deadline)
     else:
-        fig = campaign.run_kills(work, samples=a.samples or 120, videos=a.videos, kills=a.kills,
+        fig = kills.run_kills(work, samples=a.samples or 120, videos=a.videos, kills=a.kills,
                                  seed=a.seed, max_life=a.max_life, deadline=a.deadline)
     print(json.dumps(fig, indent=1))
     ok = not fig["problems"]

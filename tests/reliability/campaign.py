@@ -128,27 +128,30 @@ def release(root: Path, docs: dict[str, dict]) -> None:
         os.replace(tmp, root / (rel + ".json"))
 
 
-def make_dataset(root: Path, n_samples: int, n_videos: int = 1, seed: int = 0) -> dict[str, dict]:
-    """``n_samples`` media (``n_videos`` of them videos) with tagged sample files; every other
-    image already carries a label. Returns {rel: the sample dict as written}."""
+def make_sample(root: Path, i: int, video: bool, rng: random.Random) -> tuple[str, dict]:
+    """Medium number ``i`` on disk (a JPEG, or an MPEG-4 video) and its tagged sample dict (not
+    written); every other image already carries a label."""
     from PIL import Image
+    sub = f"cam{i % 3}"
+    rel = f"{sub}/clip_{i:04d}.mp4" if video else f"{sub}/img_{i:04d}.jpg"
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if video:
+        make_video(path, seed=i)
+    else:
+        Image.new("RGB", (W, H), (rng.randrange(256), (i * 37) % 256, 90)).save(path, format="JPEG")
+    doc = {"filepath": rel, "tags": [VIDEO_TAG if video else IMAGE_TAG, "keep_me"],
+           "camera": sub, "notes": {"n": i, "source": "campaign"}}
+    if not video and i % 2 == 0:
+        doc["ground_truth"] = {"_cls": "Detections", "detections": [prior_detection(rel)]}
+    return rel, doc
+
+
+def make_dataset(root: Path, n_samples: int, n_videos: int = 1, seed: int = 0) -> dict[str, dict]:
+    """``n_samples`` media (``n_videos`` of them videos) with tagged sample files written.
+    Returns {rel: the sample dict as written}."""
     rng = random.Random(seed)
-    docs = {}
-    for i in range(n_samples):
-        video = i >= n_samples - n_videos
-        sub = f"cam{i % 3}"
-        rel = f"{sub}/clip_{i:04d}.mp4" if video else f"{sub}/img_{i:04d}.jpg"
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if video:
-            make_video(path, seed=i)
-        else:
-            Image.new("RGB", (W, H), (rng.randrange(256), (i * 37) % 256, 90)).save(path, format="JPEG")
-        doc = {"filepath": rel, "tags": [VIDEO_TAG if video else IMAGE_TAG, "keep_me"],
-               "camera": sub, "notes": {"n": i, "source": "campaign"}}
-        if not video and i % 2 == 0:
-            doc["ground_truth"] = {"_cls": "Detections", "detections": [prior_detection(rel)]}
-        docs[rel] = doc
+    docs = dict(make_sample(root, i, i >= n_samples - n_videos, rng) for i in range(n_samples))
     release(root, docs)
     return docs
 
@@ -599,127 +602,30 @@ def _kind(rule: dict) -> str:
     return " ".join(bits)
 
 
-def run_kills(workdir: Path, *, samples: int = 40, videos: int = 1, kills: int = 100,
-              seed: int = 1, max_life: float = 0.5, deadline: float = 180.0) -> dict:
-    """The kill campaign: ``kills`` daemon lives, each ended by SIGKILL at a random instant
-    (mostly 0..max_life s after it is ready, sometimes during start-up), then one last life
-    that runs to the end.
-
-    Planning needs one life longer than the others (a file counts as stable after two looks
-    a second apart, then the batch window runs): once a few short lives have been killed while
-    gathering, a life is let run until both runs are recorded, then killed 0..max_life later.
-    Every later step is recorded on disk and progresses within short lives."""
-    rng = random.Random(seed)
-    c = Campaign(workdir, samples, videos, seed, task_size=4, segment_size=2)
-    # Work arrives in waves spread over the kills, so that kills land in every phase of the
-    # loop (gathering, planning, upload, annotating, loading) again and again.
-    rels = list(c.originals)
-    waves = [rels[i::WAVES] for i in range(WAVES)]
-    for rel in rels:
-        if rel not in waves[0]:
-            (c.root / (rel + ".json")).unlink()
-    released = set(waves[0])
-    try:
-        c.annotator.start()
-        started = time.monotonic()
-        done_at_kill, phases = [], {}
-        since_release = 0
-        for n in range(kills):
-            wave = n * WAVES // kills
-            if n and wave != (n - 1) * WAVES // kills:
-                release(c.root, {rel: c.originals[rel] for rel in waves[wave]})
-                released |= set(waves[wave])
-                since_release = 0
-            since_release += 1
-            mark = c.daemon_log.stat().st_size if c.daemon_log.exists() else 0
-            d = c.start_daemon()
-            phase = None
-            if rng.random() < 0.1:
-                time.sleep(rng.uniform(0, 0.3))      # during start-up
-                phase = "starting"
-            else:
-                try:
-                    wait_for(lambda: d.alive() and b"daemon ready" in _tail_bytes(c.daemon_log, mark),
-                             20, 0.02, "daemon ready")
-                except AssertionError:
-                    raise AssertionError(f"daemon did not start (life {n}):\n{c.log_tail()}")
-                if since_release > 3 and unplanned(c.root, released):
-                    # planning needs a life over a second long: let this one plan, then kill
-                    wait_for(lambda: not unplanned(c.root, released), 30, 0.02, "runs planned")
-                time.sleep(rng.uniform(0, max_life))
-            if not d.alive():
-                raise AssertionError(f"daemon exited {d.proc.returncode} by itself:\n{c.log_tail()}")
-            d.kill()
-            c.daemons.remove(d)
-            phase = phase or _phase(c.root)
-            phases[phase] = phases.get(phase, 0) + 1
-            if n % 10 == 9:
-                done_at_kill.append(c.done())
-        kill_phase = time.monotonic() - started
-        mark = c.daemon_log.stat().st_size
-        d = c.start_daemon()
-        # ready first: a SIGTERM before the handlers are installed would not be a clean stop
-        wait_for(lambda: b"daemon ready" in _tail_bytes(c.daemon_log, mark), 20, 0.05, "ready")
-        c.wait_done(deadline, d)
-        assert d.stop() == 0, c.log_tail()
-        fig = c.check()
-        fig.update(kills=kills, kills_by_phase=dict(sorted(phases.items())),
-                   done_every_10_kills=done_at_kill, seconds_killing=round(kill_phase, 1),
-                   seconds=round(time.monotonic() - started, 1))
-        return fig
-    finally:
-        c.close()
-
-
-WAVES = 8
+_RECORDS: dict[Path, tuple[tuple[int, int], list]] = {}   # path -> ((mtime, size), run docs)
 
 
 def _run_records(root: Path) -> dict:
     """{key: run record} read straight from ``.syncd/runs/*.json`` (one TinyDB file per run),
-    without taking the store's lock: the campaign observes, it never writes."""
+    without taking the store's lock: the campaign observes, it never writes. A file unchanged
+    since the last look is not parsed again (the kill campaign looks every few milliseconds)."""
     out = {}
     for path in sorted((root / ".syncd" / "runs").glob("*.json")):
         try:
-            docs = (json.loads(path.read_text()).get("run") or {}).values()
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = _RECORDS.get(path)
+            if cached and cached[0] == stamp:
+                docs = cached[1]
+            else:
+                docs = list((json.loads(path.read_text()).get("run") or {}).values())
+                _RECORDS[path] = (stamp, docs)
         except (OSError, ValueError):
             continue  # mid-replace or torn by a kill: the next look sees it whole
         for doc in docs:
             if isinstance(doc, dict):
                 out[doc.get("key", path.stem)] = doc
     return out
-
-
-def unplanned(root: Path, released: set[str]) -> set[str]:
-    """Released samples no run holds yet."""
-    runs = _run_records(root)
-    held = {rel for r in runs.values() for rel in (r.get("samples") or [])}
-    return set(released) - held
-
-
-def run_statuses(root: Path) -> dict[str, str]:
-    """{run key: status} from the daemon's run records (empty while none is planned)."""
-    runs = _run_records(root)
-    return {r.get("key"): r.get("status") for r in runs.values() if isinstance(r, dict)}
-
-
-def _phase(root: Path) -> str:
-    """Where the loop was when a kill landed: the least advanced run's status (batch state
-    while uploading), or "gathering" before any run exists."""
-    runs = _run_records(root)
-    if not runs:
-        return "gathering"
-    order = ["planned", "uploading", "annotating", "loading", "loaded", "failed"]
-    batch_order = ["planned", "creating", "created", "uploading", "ready", "annotating"]
-    runs = {k: r for k, r in runs.items() if r.get("status") not in ("loaded", "failed")}
-    if not runs:
-        return "gathering/idle"
-    worst = min(runs.values(), key=lambda r: order.index(r.get("status")) if r.get("status") in order else 0)
-    status = worst.get("status")
-    if status == "uploading":
-        states = [b.get("state") for b in worst.get("batches", [])]
-        first = min(states, key=lambda s: batch_order.index(s) if s in batch_order else 0)
-        return f"uploading:{first}"
-    return str(status)
 
 
 def _tail_bytes(path: Path, offset: int) -> bytes:

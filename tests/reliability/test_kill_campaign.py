@@ -6,10 +6,11 @@ of a key. The long mode (1000 kills) is ``python tools/campaign.py kills --kills
 from __future__ import annotations
 
 import campaign
+import kills
 
 
 def test_kill_campaign_loses_and_duplicates_nothing(tmp_path):
-    fig = campaign.run_kills(tmp_path, samples=120, videos=1, kills=100, seed=11,
+    fig = kills.run_kills(tmp_path, samples=120, videos=1, kills=100, seed=11,
                              max_life=0.5, deadline=90)
     campaign.print_figures("kill campaign", fig)
     assert fig["problems"] == []
