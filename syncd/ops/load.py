@@ -313,9 +313,14 @@ def _current_mask_paths(root, rel: str, fields: dict) -> dict[tuple[str, str], s
             if not (isinstance(path, str) and path and label_id(lab)):
                 continue
             try:
-                dataset.safe_rel(root, path)
+                checked = dataset.safe_rel(root, path)
             except SampleFileError:
                 continue  # absolute or outside the root: never written to; a new file is made
+            if not checked.lower().endswith(".png") or any(
+                    p.startswith(".") and p != dataset.MASKS_DIR for p in checked.split("/")):
+                # only a PNG is ever overwritten with a mask, never a hidden file such as
+                # syncd's own run records (.syncd/): a sample file is edited by people
+                continue
             out[(field, label_id(lab))] = path
     return out
 

@@ -175,3 +175,32 @@ def test_delete_with_cleanup_removes_a_task_whose_creation_answer_was_lost(tmp_p
         assert len(requests.get(fakecvat.url + "/api/tasks", auth=("admin", "admin")).json()["results"]) == 1
         syncd.delete_run(tmp_path, "r", cleanup=True, client=c)
     assert requests.get(fakecvat.url + "/api/tasks", auth=("admin", "admin")).json()["results"] == []
+
+
+# ---- load: an edited mask is written back only to a mask file, never to syncd's own state ----
+
+def test_an_edited_mask_path_cannot_make_load_overwrite_the_run_records(tmp_path, fakecvat, client):
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from sample_helpers import make_images
+
+    make_images(tmp_path, ["a.jpg"])
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((12, 16), 255, np.uint8)).save(tmp_path / "masks" / "old.png")
+    oid = "64b000000000000000000002"
+    doc = {"filepath": "a.jpg", "tags": [], "inst": {"_cls": "Detections", "detections": [
+        {"_id": {"$oid": oid}, "_cls": "Detection", "label": "blob", "attributes": {}, "tags": [],
+         "bounding_box": [0.5, 0.5, 0.25, 0.25], "mask_path": "masks/old.png"}]}}
+    (tmp_path / "a.jpg.json").write_text(json.dumps(doc))
+    syncd.annotate(tmp_path, "run", ["a.jpg"], client=client, label_field="inst",
+                   label_type="instances", classes=["blob"])
+    record = tmp_path / ".syncd" / "runs" / "run.json"
+    # while in annotation, someone points the label's mask at syncd's own run record
+    doc["inst"]["detections"][0]["mask_path"] = ".syncd/runs/run.json"
+    (tmp_path / "a.jpg.json").write_text(json.dumps(doc))
+    syncd.load_annotations(tmp_path, "run", client=client)
+    json.loads(record.read_text())                                  # still a run record
+    # the mask that came back went to a new file of syncd's own instead
+    assert list((tmp_path / ".masks").rglob("*.png"))
