@@ -35,6 +35,18 @@ def _client(url: str | None, client: CVATClient | None, organization: str | None
 
 
 @contextmanager
+def _connected(url: str | None, client: CVATClient | None, organization: str | None = None):
+    """The given client, or one made from the environment and closed afterwards (a notebook
+    calling the API all day must not pile up sessions)."""
+    cvat = _client(url, client, organization)
+    try:
+        yield cvat
+    finally:
+        if client is None:
+            cvat.close()
+
+
+@contextmanager
 def _explained(cvat: CVATClient, hint: str = ""):
     """A CVAT call that got no answer at all (refused, unreachable host, timeout) says so and
     names the server, instead of surfacing the HTTP library's internals. ``hint`` (what to do
@@ -89,9 +101,9 @@ def annotate(root, key: str, samples: Iterable[str] | None = None, *, tag: str |
     """
     root = str(root)
     rels, docs = _select(root, samples, tag)
-    cvat = _client(url, client, options.get("organization"))
-    ops.plan_run(root, key, rels, url=cvat.url, sample_docs=docs, **options)
-    return resume(root, key, client=cvat, launch_editor=launch_editor, progress=progress)
+    with _connected(url, client, options.get("organization")) as cvat:
+        ops.plan_run(root, key, rels, url=cvat.url, sample_docs=docs, **options)
+        return resume(root, key, client=cvat, launch_editor=launch_editor, progress=progress)
 
 
 def resume(root, key: str, *, url: str | None = None, client: CVATClient | None = None,
@@ -99,13 +111,13 @@ def resume(root, key: str, *, url: str | None = None, client: CVATClient | None 
     """Finish uploading a run (after a failure or a crash); a no-op for runs already uploaded."""
     store = RunStore(root)
     run = store.get(key)
-    cvat = _client(url or run["config"].get("url"), client, run["config"].get("organization"))
-    with _explained(cvat, f"; run '{key}' is recorded: finish it with `syncd annotate {root} {key} --resume`"):
-        ops.upload_run(cvat, root, key, store=store, progress=progress)
-    run = store.get(key)
-    tasks = [b["task_id"] for b in run["batches"]]
-    result = {"key": key, "tasks": tasks, "jobs": {b["task_id"]: b["jobs"] for b in run["batches"]},
-              "editor_url": cvat.editor_url(tasks[0]) if tasks else None, "skipped": run.get("skipped", {})}
+    with _connected(url or run["config"].get("url"), client, run["config"].get("organization")) as cvat:
+        with _explained(cvat, f"; run '{key}' is recorded: finish it with `syncd annotate {root} {key} --resume`"):
+            ops.upload_run(cvat, root, key, store=store, progress=progress)
+        run = store.get(key)
+        tasks = [b["task_id"] for b in run["batches"]]
+        result = {"key": key, "tasks": tasks, "jobs": {b["task_id"]: b["jobs"] for b in run["batches"]},
+                  "editor_url": cvat.editor_url(tasks[0]) if tasks else None, "skipped": run.get("skipped", {})}
     if launch_editor and result["editor_url"]:
         import webbrowser
         webbrowser.open(result["editor_url"])
@@ -118,10 +130,10 @@ def load_annotations(root, key: str, *, cleanup: bool = False, unexpected: str =
     merge rules); delete the CVAT tasks when ``cleanup``."""
     store = RunStore(root)
     run = store.get(key)
-    cvat = _client(url or run["config"].get("url"), client, run["config"].get("organization"))
-    with _explained(cvat):
-        return ops.load_run(cvat, root, key, cleanup=cleanup, unexpected=unexpected, dest_field=dest_field,
-                            store=store, progress=progress)
+    with _connected(url or run["config"].get("url"), client, run["config"].get("organization")) as cvat:
+        with _explained(cvat):
+            return ops.load_run(cvat, root, key, cleanup=cleanup, unexpected=unexpected, dest_field=dest_field,
+                                store=store, progress=progress)
 
 
 def list_runs(root) -> list[dict]:
@@ -136,7 +148,6 @@ def list_runs(root) -> list[dict]:
     return out
 
 
-
 def rename_run(root, key: str, new_key: str) -> None:
     RunStore(root).rename(key, new_key)
 
@@ -147,9 +158,9 @@ def delete_run(root, key: str, *, cleanup: bool = False, url: str | None = None,
     store = RunStore(root)
     run = store.get(key)
     if cleanup:
-        cvat = _client(url or run["config"].get("url"), client, run["config"].get("organization"))
-        with _explained(cvat):
-            ops.cleanup_run(cvat, root, key, store=store)
+        with _connected(url or run["config"].get("url"), client, run["config"].get("organization")) as cvat:
+            with _explained(cvat):
+                ops.cleanup_run(cvat, root, key, store=store)
     store.delete(key)
 
 
@@ -184,6 +195,8 @@ def status(root, key: str | None = None, *, url: str | None = None, client: CVAT
                     t["error"] = str(e)
             entry["tasks"].append(t)
         out.append(entry)
+    if cvat is not None and client is None:
+        cvat.close()
     return out
 
 
