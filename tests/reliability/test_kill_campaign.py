@@ -1,8 +1,8 @@
-"""Kill campaign: ``syncd run`` is killed with SIGKILL at 100 random instants across the whole
-loop (start-up, planning, task creation, upload, label upload, job assignment, polling,
-download, merge), restarted each time, then left to finish. Same invariants as the fault
-campaign: one task per sample, every drawn label exactly once, no sample file corrupt or short
-of a key. The long mode (1000 kills) is ``python tools/campaign.py kills --kills 1000``."""
+"""Kill campaign: ``syncd run`` is killed with SIGKILL 100 times, mostly aimed at moments when
+work is in flight (batching, task creation, upload, job assignment, polling, loading), some
+during start-up or at blind instants, restarted each time, then left to finish (see kills.py).
+Same invariants as the fault campaign: one task per sample, every drawn label exactly once, no
+sample file corrupt or short of a key. The long mode is ``python tools/campaign.py kills``."""
 from __future__ import annotations
 
 import campaign
@@ -17,5 +17,5 @@ def test_kill_campaign_loses_and_duplicates_nothing(tmp_path):
     assert fig["duplicates"] == 0 and fig["lost"] == 0
     assert fig["duplicate_tasks"] == 0 and fig["missing_tasks"] == 0 and fig["empty_tasks"] == 0
     assert fig["labels_found"] == fig["labels_expected"] > 120
-    # the kills were spread over the loop, not all before the first task
-    assert fig["done_every_10_kills"][0] < 120 or fig["done_every_10_kills"][-1] > 0
+    # the kills landed while the daemon worked, not while it waited for samples
+    assert fig["kills_active_share"] >= 0.6, fig["kills_by_phase"]
