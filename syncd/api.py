@@ -179,7 +179,7 @@ def status(root, key: str | None = None, *, url: str | None = None, client: CVAT
         for batch in run.get("batches", []):
             t = {"id": batch.get("task_id"), "name": batch["name"], "state": batch["state"],
                  "samples": len(batch["samples"]), "jobs": []}
-            if batch.get("task_id") and batch["state"] not in ("deleted",):
+            if batch.get("task_id") and batch["state"] not in ("deleted", "lost"):
                 try:
                     cvat = cvat or _client(url or run["config"].get("url"), client, run["config"].get("organization"))
                     task = cvat.get_task(batch["task_id"])

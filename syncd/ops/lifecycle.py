@@ -20,10 +20,13 @@ def is_complete(client, root, key: str, completion: str = "completed", *, store:
     if run["status"] != "annotating":
         return False
     for batch in run["batches"]:
-        if batch["state"] in ("loaded", "deleting", "deleted"):
+        if batch["state"] in ("loaded", "deleting", "deleted", "lost"):
             continue
         jobs = jobs_of(client, batch["task_id"])
         if not jobs:
+            if _task_gone(client, batch["task_id"]):
+                _mark_lost(store, key, batch)  # nothing will ever complete: stop waiting for it
+                continue
             return False
         for job in jobs:
             if completion == "acceptance":
@@ -32,6 +35,30 @@ def is_complete(client, root, key: str, completion: str = "completed", *, store:
             elif job.get("state") != "completed":
                 return False
     return True
+
+
+def _task_gone(client, tid) -> bool:
+    try:
+        client.get_task(tid)
+    except CVATError as e:
+        return e.status == 404
+    return False
+
+
+def _mark_lost(store: RunStore, key: str, batch: dict) -> None:
+    """A batch whose task was deleted in CVAT before its labels were loaded: there is nothing to
+    merge. Its samples are flagged (``syncd status`` shows why); the run can then finish, and
+    samples still carrying the trigger tag are sent again by the daemon in a new run."""
+    reason = (f"CVAT task {batch['task_id']} was deleted before its labels were loaded; "
+              f"nothing merged")
+    log.warning("run '%s': %s", key, reason)
+
+    def change(rec):
+        rec["batches"][batch["index"]]["state"] = "lost"
+        flagged = rec.setdefault("flagged", {})
+        for rel in batch["samples"]:
+            flagged[rel] = reason
+    store.modify(key, change)
 
 
 def active_samples(root, *, store: RunStore | None = None) -> set[str]:

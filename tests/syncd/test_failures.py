@@ -232,3 +232,24 @@ def test_media_deleted_during_annotation_does_not_crash_the_load(tmp_path, fakec
     assert b["tags"] == ["todo"] and "gt" not in b
     assert tasks(fakecvat.url) == []
     assert "FLAGGED c.jpg" in syncd.format_status(syncd.status(tmp_path, client=client))
+
+
+def test_a_task_deleted_in_cvat_by_hand_does_not_leave_the_run_waiting_forever(tmp_path, fakecvat):
+    """Someone deletes the task in CVAT before its labels were loaded: the run stops waiting,
+    its samples are flagged with the reason, and nothing is merged or lost silently."""
+    from syncd import ops
+
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    with CVATClient(fakecvat.url, username="admin", password="admin") as client:
+        result = syncd.annotate(tmp_path, "gone", ["a.jpg", "b.jpg"], client=client, label_field="gt",
+                                label_type="detections", classes=["cat"])
+        client.delete_task(result["tasks"][0])
+        assert ops.is_complete(client, tmp_path, "gone")          # not waiting for a task that is gone
+        summary = syncd.load_annotations(tmp_path, "gone", client=client, cleanup=True)
+        assert set(summary["flagged"]) == {"a.jpg", "b.jpg"}
+        assert "deleted" in summary["flagged"]["a.jpg"]
+        [run] = syncd.list_runs(tmp_path)
+        assert run["status"] == "loaded"
+        report = syncd.status(tmp_path, client=client)
+        assert "deleted before its labels were loaded" in syncd.format_status(report)
+    assert "gt" not in read(tmp_path, "a.jpg")
