@@ -17,7 +17,7 @@ Run record shape (stored by syncd.runs.RunStore)::
      "project": {"id", "created": bool} | None,
      "batches": [{"index", "name", "samples": [rel, ...], "task_id": int|None,
                   "state": "planned"|"creating"|"created"|"uploading"|"ready"|"annotating"
-                           |"loaded"|"deleting"|"deleted",
+                           |"loaded"|"deleting"|"deleted"|"lost" (task deleted in CVAT by hand),
                   "rq_id", "jobs": [job ids], "labels_sent": bool}],
      "sent": {rel: {field: [label ids]}},      # what each sample carried into CVAT
      "hashes": {rel: sha256},                  # media content when sent (added per batch, as it
