@@ -64,9 +64,12 @@ def test_personal_access_token_bearer_and_read_only(fakecvat):
     h = {"Authorization": f"Bearer {pat['value']}"}
     assert requests.get(fakecvat.url + "/api/users/self", headers=h).json()["username"] == "admin"
     assert requests.get(fakecvat.url + "/api/auth/access_tokens/self", headers=h).json()["name"] == "ci"
-    r = requests.post(fakecvat.url + "/api/auth/logout", headers=h)
-    assert r.status_code in (200, 403)
-    assert requests.post(fakecvat.url + "/api/users/1", headers=h).status_code == 403
+    r = requests.patch(fakecvat.url + "/api/users/1", headers=h, json={"first_name": "Ada"})
+    assert r.status_code == 403 and "read-only" in r.json()["detail"]
+    rw = s.post(fakecvat.url + "/api/auth/access_tokens", json={"name": "rw", "read_only": False}).json()
+    r = requests.patch(fakecvat.url + "/api/users/1", headers={"Authorization": f"Bearer {rw['value']}"},
+                       json={"first_name": "Ada"})
+    assert r.status_code == 200 and r.json()["first_name"] == "Ada"
     assert s.delete(fakecvat.url + f"/api/auth/access_tokens/{pat['id']}").status_code == 204
     assert requests.get(fakecvat.url + "/api/users/self", headers=h).status_code == 401
 
