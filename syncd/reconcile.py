@@ -190,7 +190,7 @@ class Reconciler:
         waits: list[float] = []
         media = self._scan()
         try:
-            active = set(ops.active_samples(self.root))
+            active = set(ops.active_samples(self.root, store=self.store))
         except Exception as exc:
             self._report("runs", "cannot read run records", exc)
             return self.poll_interval
@@ -397,7 +397,7 @@ class Reconciler:
         opts.update(url=cvat.url or None,
                     share_root=str(cvat.share_root) if getattr(cvat, "share_root", None) else None)
         try:
-            record = _call(ops.plan_run, self.root, key, samples, **opts)
+            record = _call(ops.plan_run, self.root, key, samples, store=self.store, **opts)
         except Exception as exc:
             self._report(f"plan:{rule.name}", "cannot plan run", exc, key=key,
                          samples=len(samples), cause_key=tuple(samples))
@@ -488,7 +488,7 @@ class Reconciler:
             status = run.get("status")
             if status in UPLOADING:
                 for _ in range(MAX_UPLOAD_STEPS):
-                    done = _call(ops.advance_upload, client, self.root, key)
+                    done = _call(ops.advance_upload, client, self.root, key, store=self.store)
                     # A step went through: CVAT answers. Without this, sporadic failures during
                     # a long upload added up and the outage backoff grew toward its cap.
                     self._cvat_ok()
@@ -506,13 +506,13 @@ class Reconciler:
                     return self.poll_interval - (now - state.polled_at)
             state.polled_at = self.clock()
             if status != "loading" and not _call(ops.is_complete, client, self.root, key,
-                                                 completion=self.completion):
+                                                 completion=self.completion, store=self.store):
                 state.failures = 0
                 self._cvat_ok()
                 return self.poll_interval
             if self.once.first(f"loading:{key}", True):
                 logs.event(log, "run complete, loading labels", key=key)
-            summary = _call(ops.load_run, client, self.root, key, unexpected="keep")
+            summary = _call(ops.load_run, client, self.root, key, unexpected="keep", store=self.store)
             owed = (summary or {}).get("skipped") or {}
             if owed:
                 # load_run kept the run "loading" (their labels are only in CVAT): report it
@@ -540,7 +540,7 @@ class Reconciler:
 
     def _task_ids(self, key: str) -> list[int]:
         try:
-            return list(ops.task_ids_of(self.root, key))
+            return list(ops.task_ids_of(self.root, key, store=self.store))
         except Exception:
             return []
 
