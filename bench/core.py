@@ -44,6 +44,7 @@ class Benchmark:
     quick_repeats: int = 1
     targets: dict = field(default_factory=dict)
     doc: str = ""
+    opt_in: bool = False           # runs only when named exactly in --only (long, disk-heavy)
 
 
 @dataclass
@@ -59,13 +60,17 @@ REGISTRY: dict[str, Benchmark] = {}
 RATIOS: list[Ratio] = []
 
 
-def benchmark(name: str, *, repeats: int = 3, quick_repeats: int = 1, targets: dict | None = None):
-    """Register ``fn(ctx) -> {figure: number}`` under ``name`` (dotted: family.variant)."""
+def benchmark(name: str, *, repeats: int = 3, quick_repeats: int = 1, targets: dict | None = None,
+              opt_in: bool = False):
+    """Register ``fn(ctx) -> {figure: number}`` under ``name`` (dotted: family.variant).
+
+    ``opt_in`` benchmarks are left out of full runs, families and globs; they run only when
+    ``--only`` names them exactly."""
     def deco(fn):
         if name in REGISTRY:
             raise ValueError(f"benchmark {name!r} registered twice")
         REGISTRY[name] = Benchmark(name, fn, repeats, quick_repeats, dict(targets or {}),
-                                   (fn.__doc__ or "").strip().split("\n")[0])
+                                   (fn.__doc__ or "").strip().split("\n")[0], opt_in)
         return fn
     return deco
 

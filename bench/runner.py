@@ -45,11 +45,12 @@ def discover() -> list[str]:
 def select(only: list[str] | None) -> list[str]:
     names = list(REGISTRY)
     if not only:
-        return names
+        return [n for n in names if not REGISTRY[n].opt_in]
     chosen = []
     for name in names:
         for pat in only:
-            if name == pat or name.startswith(pat + ".") or fnmatch.fnmatch(name, pat):
+            if name == pat or (not REGISTRY[name].opt_in and (
+                    name.startswith(pat + ".") or fnmatch.fnmatch(name, pat))):
                 chosen.append(name)
                 break
     return chosen

@@ -14,7 +14,8 @@ sample; the daemon cannot tell). Figures per root size:
   add up to ``storm`` with that many distinct frame names (checked: none twice, none lost).
 
 The ratio between the large and the small root (10x the media) says how each figure grows:
-about 10 is linear. ``scale.root_1m`` (1,000,000 media) runs in full mode only.
+about 10 is linear. ``scale.root_1m`` (1,000,000 media; 200k with --quick) runs only when named:
+``python -m bench --only scale.root_1m`` (about 10 minutes, 2M directory entries made and removed).
 """
 from __future__ import annotations
 
@@ -151,7 +152,16 @@ def root_large(ctx):
                         idle_seconds=ctx.pick(60.0, 10.0), storm=ctx.pick(10_000, 1_000))
 
 
+@benchmark("scale.root_1m", repeats=1, quick_repeats=1, targets=_targets(False), opt_in=True)
+def root_1m(ctx):
+    """Daemon on a 1M-media root (200k with --quick); run only when named (--only scale.root_1m)."""
+    return measure_root(ctx.tmpdir("scale-m"), ctx.pick(1_000_000, 200_000),
+                        idle_seconds=ctx.pick(60.0, 10.0), storm=ctx.pick(10_000, 1_000))
+
+
 for _fig in ("first_pass_seconds", "idle_rss_mb", "storm_seconds"):
     ratio(f"scale: {_fig} large/small root (10x media; 10 = linear)",
           ("scale.root_large", _fig), ("scale.root_small", _fig),
           note="growth with root size")
+    ratio(f"scale: {_fig} 1M/100k root (10x media; 10 = linear)",
+          ("scale.root_1m", _fig), ("scale.root_large", _fig), note="growth with root size")
