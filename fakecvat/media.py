@@ -42,12 +42,46 @@ def mime_type(name: str) -> str:
 def probe_image(path: str | Path, name: str | None = None) -> tuple[int, int]:
     """(width, height); EXIF rotation is ignored (as CVAT's meta does).
 
-    The pixels are checked too, cheaply, so a truncated file fails the task's creation (as in
-    CVAT) rather than a later frame or chunk request: JPEGs are decoded at 1/8 scale, PNGs have
-    their chunks verified, other formats are decoded.
+    The file is checked too, so one cut short fails the task's creation (as in CVAT, which
+    decodes every image into chunks there) rather than a later frame or chunk request:
+    a JPEG must reach its end-of-image marker after its first scan, a PNG has its chunks
+    verified, anything else is decoded.
     """
+    if isinstance(path, (str, Path)):
+        try:
+            with open(path, "rb") as f:
+                return probe_image_bytes(f.read(), name or Path(path).name)
+        except OSError as e:
+            raise MediaError(f"Unable to read the image file {name or Path(path).name}: {e}") from e
+    return _probe_with_pillow(path, name or "image")
+
+
+def probe_image_bytes(data: bytes, name: str) -> tuple[int, int]:
+    """``probe_image`` of an upload still in memory (no second read of the file).
+
+    A well-formed JPEG is sized from its frame header and checked for completeness without a
+    decode: a scan's entropy-coded data cannot contain FF D9 (every FF in it is stuffed), so
+    an end-of-image marker after the first start-of-scan means the file was not cut short.
+    This costs microseconds where a 1/8-scale decode cost ~0.5 ms per 640x480 image, most of
+    a 1000-image task's processing. Anything this reader does not understand goes to Pillow.
+    """
+    if data[:2] == b"\xff\xd8":
+        size = _jpeg_or_png_size(io.BytesIO(data))
+        scan = _jpeg_first_scan(data)
+        if size and scan is not None and (Image.MAX_IMAGE_PIXELS is None
+                                          or size[0] * size[1] <= Image.MAX_IMAGE_PIXELS):
+            if data.find(b"\xff\xd9", scan) < 0:
+                raise MediaError(f"Unable to read the image file {name}: image file is truncated "
+                                 f"(no end-of-image marker)")
+            return size
+    return _probe_with_pillow(io.BytesIO(data), name)
+
+
+def _probe_with_pillow(fp, name: str) -> tuple[int, int]:
+    """Size and pixel check through Pillow: JPEGs decoded at 1/8 scale, PNG chunks verified,
+    other formats decoded."""
     try:
-        with Image.open(path) as im:
+        with Image.open(fp) as im:
             size = im.size
             if im.format == "JPEG":
                 im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
@@ -58,12 +92,32 @@ def probe_image(path: str | Path, name: str | None = None) -> tuple[int, int]:
                 im.load()
             return size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise MediaError(f"Unable to read the image file {name or Path(path).name}: {e}") from e
+        raise MediaError(f"Unable to read the image file {name}: {e}") from e
 
 
-def probe_image_bytes(data: bytes, name: str) -> tuple[int, int]:
-    """``probe_image`` of an upload still in memory (no second read of the file)."""
-    return probe_image(io.BytesIO(data), name)
+def _jpeg_first_scan(data: bytes) -> int | None:
+    """Offset of the first scan's entropy-coded data (after the SOS segment), or None when the
+    marker segments before it cannot be walked (the caller then asks Pillow)."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if marker == 0xD9:
+            return None
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if length < 2:
+            return None
+        pos += 2 + length
+        if marker == 0xDA:
+            return pos if pos <= end else None
+    return None
 
 
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size
