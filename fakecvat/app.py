@@ -7,7 +7,6 @@ raise :mod:`fakecvat.errors`, this module renders them.
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 import tempfile
 import uuid
@@ -17,7 +16,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as WerkzeugNotFound
 from werkzeug.routing import IntegerConverter
 
-from . import auth, control
+from . import auth, control, jsonenc
 from .api import BLUEPRINTS
 from .errors import APIError, MethodNotAllowed as CVATMethodNotAllowed, NotImplementedByFake
 from .http import CVAT_JSON
@@ -86,7 +85,7 @@ def create_app(*, data_dir=None, store: Store | None = None, users_spec=None, cv
         if e.text:
             resp = Response(str(e.body), status=e.status, mimetype="text/plain")
         else:
-            resp = Response(json.dumps(e.body), status=e.status, mimetype=CVAT_JSON)
+            resp = Response(jsonenc.dumps(e.body), status=e.status, mimetype=CVAT_JSON)
         for k, v in e.headers.items():
             resp.headers[k] = v
         return resp

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from flask import Response, g, request
 
+from . import jsonenc
 from .errors import APIError, NotFound, ValidationError
 
 CVAT_JSON = "application/vnd.cvat+json"
@@ -27,7 +28,7 @@ def now() -> str:
 
 
 def respond(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(obj), status=status, headers=headers, mimetype=CVAT_JSON)
+    return Response(jsonenc.dumps(obj), status=status, headers=headers, mimetype=CVAT_JSON)
 
 
 def no_content() -> Response:

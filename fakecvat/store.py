@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import jsonenc
+
 SNAPSHOT = "state.json"
 JOURNAL = "journal.jsonl"
 
@@ -137,7 +139,7 @@ class Store:
     def _log(self, entry: dict) -> None:
         if self._journal is None:
             return
-        self._journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        self._journal.write(jsonenc.dumps(entry) + b"\n")
         self._journal.flush()
         os.fsync(self._journal.fileno())
 
@@ -191,7 +193,7 @@ class Store:
             os.fsync(f.fileno())
         os.replace(tmp, snap)
         _fsync_dir(self.data_dir)
-        self._journal = open(self.data_dir / JOURNAL, "w", encoding="utf-8")
+        self._journal = open(self.data_dir / JOURNAL, "wb")
         _fsync_dir(self.data_dir)
 
     def close(self) -> None:

@@ -7,12 +7,12 @@ the work itself is in :mod:`fakecvat.models.dataset_io`.
 """
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request, send_file
 
+from .. import jsonenc
 from ..errors import APIError, Conflict, Gone, NotFound, ValidationError, not_found
 from ..formats import EXPORTERS, IMPORTERS
 from ..http import CVAT_JSON, base_url, body, current_user
@@ -30,7 +30,7 @@ def store():
 
 
 def _json(obj, status=200) -> Response:
-    return Response(json.dumps(obj, separators=(",", ":")), status=status, mimetype=CVAT_JSON)
+    return Response(jsonenc.dumps(obj), status=status, mimetype=CVAT_JSON)
 
 
 # ---- loading with access ------------------------------------------------------------------------

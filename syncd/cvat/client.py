@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -278,6 +279,12 @@ class Transport:
         resp = self.request(method, path, **kw)
         if not resp.content:
             return None
+        try:
+            # orjson reads the bytes as they are: no text decode or encoding guess first
+            # (a 20k-shape job is ~5 MB); what it refuses still gets the standard parser's say
+            return orjson.loads(resp.content)
+        except ValueError:
+            pass
         try:
             return resp.json()
         except ValueError:
