@@ -36,7 +36,7 @@ import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,6 +46,7 @@ import syncd.ops as ops
 from syncd.errors import MediaError, SampleFileError, SyncdError
 from syncd.runs import RunStore
 from syncd.sample_check import check_sample
+from syncd.sample_index import SampleIndex, SampleInfo
 from syncd.watch import StableFiles
 
 log = logs.get("reconcile")
@@ -120,12 +121,6 @@ class _RunState:
     polled_at: float = float("-inf")
 
 
-@dataclass
-class _SampleInfo:
-    sig: tuple | None
-    tags: frozenset = field(default_factory=frozenset)
-
-
 class Reconciler:
     """Holds what must survive between passes (in memory only; the truth is on disk and in
     CVAT): sample-file cache, arrival times, backoffs, what was already reported."""
@@ -146,7 +141,7 @@ class Reconciler:
         self.store = RunStore(root)
         self.once = logs.Once()
         self._globs = {r.name: [glob_regex(g) for g in (r.auto_tag or ())] for r in self.rules}
-        self._samples: dict[str, _SampleInfo] = {}
+        self._samples = SampleIndex()
         self._arrivals: dict[tuple[str, str], float] = {}
         # Samples plan_run refused (bad media/sample file), with the file versions it saw: not
         # offered again until one of the files changes (else every pass would burn a run key).
@@ -188,7 +183,7 @@ class Reconciler:
         """Run one pass; return seconds until another pass is needed (None: only on events
         and the poll timer)."""
         waits: list[float] = []
-        media = self._scan()
+        self._scan()
         try:
             active = set(ops.active_samples(self.root, store=self.store))
         except Exception as exc:
@@ -197,8 +192,8 @@ class Reconciler:
         for rule in self.rules:
             if self.stop.is_set():
                 return 0.0
-            waits += self._auto_tag(rule, media)
-            waits += self._gather(rule, media, active)
+            waits += self._auto_tag(rule)
+            waits += self._gather(rule, active)
         if self.stop.is_set():
             return 0.0
         waits += self._drive_runs()
@@ -206,8 +201,9 @@ class Reconciler:
 
     # -- dataset side -----------------------------------------------------------------------
 
-    def _scan(self) -> dict[str, _SampleInfo]:
-        """Every media path with its sample file's tags (re-read only when the file changed).
+    def _scan(self) -> None:
+        """Bring ``self._samples`` up to date: every media path with its sample file's tags
+        (re-read only when the file changed).
 
         Walks the root when needed (see the module doc), else looks only at hinted paths."""
         with self._dirty_lock:
@@ -216,26 +212,23 @@ class Reconciler:
         if (not self.incremental or None in dirty or now - self._full_at >= self.full_rescan):
             self._full_at = now
             started = time.monotonic()
-            found: dict[str, _SampleInfo] = {}
+            found: dict[str, SampleInfo] = {}
             for rel in dataset.discover(self.root):
                 info = self._look(rel)
                 if info is not None:
                     found[rel] = info
-            self._samples = found
+            self._samples.replace(found)
             self.full_scan_seconds = time.monotonic() - started
             for rel in [r for r in self._refused if r not in found]:
                 del self._refused[rel]  # gone from disk: forget
         else:
-            found = self._samples
             for rel in dirty:
                 info = self._look(rel) if self._is_media_file(rel) else None
                 if info is None:
-                    found.pop(rel, None)
+                    self._samples.pop(rel)
                     self._refused.pop(rel, None)
                 else:
-                    found[rel] = info
-        # The caller may add entries for this pass only (auto-tagging): hand out a copy.
-        return dict(found)
+                    self._samples.set(rel, info)
 
     def _is_media_file(self, rel: str) -> bool:
         """What ``discover`` would list: a media name, no hidden part, a file inside the root."""
@@ -280,7 +273,7 @@ class Reconciler:
         check_sample(Path(path), doc)
         return doc
 
-    def _look(self, rel: str) -> _SampleInfo | None:
+    def _look(self, rel: str) -> SampleInfo | None:
         """The sample-file state of media ``rel`` (cached while the file's signature holds);
         None when it cannot even be stat'ed (reported)."""
         path = os.path.join(self.root, rel + dataset.SAMPLE_SUFFIX)
@@ -288,7 +281,7 @@ class Reconciler:
             st = os.stat(path)
             sig = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
-            return _SampleInfo(None)
+            return SampleInfo(None)
         except OSError as exc:
             self._report(rel, "cannot stat sample file", exc, path=path)
             return None
@@ -300,21 +293,21 @@ class Reconciler:
             tags = sample.get("tags") or []
             if not isinstance(tags, list):
                 raise SampleFileError(f"{path}: 'tags' is not a list")
-            info = _SampleInfo(sig, frozenset(t for t in tags if isinstance(t, str)))
+            info = SampleInfo(sig, frozenset(t for t in tags if isinstance(t, str)))
             self.once.clear(rel)
         except SampleFileError as exc:
             # Left untouched and reported once per version of the file.
             self._report(rel, "bad sample file, skipped", exc, cause_key=sig, path=path)
-            info = _SampleInfo(sig)
+            info = SampleInfo(sig)
         return info
 
-    def _auto_tag(self, rule, media: dict[str, _SampleInfo]) -> list[float]:
+    def _auto_tag(self, rule) -> list[float]:
         globs = self._globs.get(rule.name) or []
         if not globs:
             return []
         waits, todo = [], []
-        for rel, info in media.items():
-            if info.sig is not None or not any(g.match(rel) for g in globs):
+        for rel in sorted(self._samples.bare()):  # media without a sample file yet
+            if not any(g.match(rel) for g in globs):
                 continue
             if not self.stable.check(os.path.join(self.root, rel)):
                 waits.append(self.stable.quiet)  # look again once it may have settled
@@ -341,8 +334,7 @@ class Reconciler:
                              cause_key=self._media_sig(rel), path=os.path.join(self.root, rel))
                 continue
             # ("fresh",) matches no real signature: the next look re-reads the file.
-            media[rel] = self._samples[rel] = _SampleInfo(("fresh",),
-                                                          frozenset(written.get("tags") or ()))
+            self._samples.set(rel, SampleInfo(("fresh",), frozenset(written.get("tags") or ())))
             logs.event(log, "auto-tagged", rule=rule.name, path=rel, tag=rule.tag)
         return waits
 
@@ -353,10 +345,10 @@ class Reconciler:
         except OSError:
             return None
 
-    def _gather(self, rule, media: dict[str, _SampleInfo], active: set[str]) -> list[float]:
+    def _gather(self, rule, active: set[str]) -> list[float]:
         now = self.clock()
-        tagged = [rel for rel, info in media.items()
-                  if rule.tag in info.tags and rel not in active
+        tagged = [rel for rel in sorted(self._samples.tagged(rule.tag))
+                  if rel not in active
                   and not (rel in self._refused and self._refused[rel] == self._versions(rel))]
         seen = {(rule.name, rel) for rel in tagged}
         for k in [k for k in self._arrivals if k[0] == rule.name and k not in seen]:
