@@ -110,15 +110,17 @@ class CVATClient(Transport):
                     sorting_method: str = "predefined", server_files: list[str] | None = None,
                     chunk_size: int | None = None, start_frame: int | None = None,
                     stop_frame: int | None = None, frame_step: int | None = None,
-                    use_cache: bool = True, progress: Callable[[int, int], None] | None = None) -> str:
+                    use_cache: bool = True, progress: Callable[[int, int], None] | None = None,
+                    digests: dict | None = None) -> str:
         """Attach media to a task; returns the request id to pass to ``wait_task_ready``.
-        ``files`` may also hold ``(name, path)`` pairs to choose the names CVAT shows."""
+        ``files`` may also hold ``(name, path)`` pairs to choose the names CVAT shows.
+        ``digests`` (a dict) receives {path: sha256} of the bytes each file sent."""
         return _upload.upload_data(self, int(tid), files, image_quality=image_quality,
                                    sorting_method=sorting_method, server_files=server_files,
                                    chunk_size=chunk_size, start_frame=start_frame, stop_frame=stop_frame,
                                    frame_step=frame_step, use_cache=use_cache, progress=progress,
                                    batch_bytes=self.upload_batch_bytes, tus_chunk_bytes=self.tus_chunk_bytes,
-                                   parallel=self.upload_parallel)
+                                   parallel=self.upload_parallel, digests=digests)
 
     def data_meta(self, tid: int) -> dict:
         return self.call("GET", f"/api/tasks/{int(tid)}/data/meta")

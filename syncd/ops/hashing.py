@@ -1,11 +1,15 @@
 """Content hashes of a run's media (``run["hashes"]``), computed while the run uploads.
 
 A run records the sha256 of each medium so that loading can flag media changed while in
-annotation (``common.media_changed``). Hashing 1000 640x480 JPEGs (~43 MB) is ~0.1 s of CPU:
-done inside planning it delayed every CVAT call by that much. Instead ``plan_run`` starts the
-hashing in background threads (``start``) and each batch, when it is recorded as
-"annotating", takes its hashes (``collect``) into that same record write. The hashes then say
-what the files held while they were being sent, which is what CVAT got.
+annotation (``common.media_changed``). Hashing 1000 640x480 JPEGs (~43 MB) is ~0.035 s of CPU
+plus reading them. Where the files are uploaded, the upload hashes the very bytes it sends
+(``MultipartStream``), so nothing is read twice: those digests reach ``collect`` as ``sent``.
+Where nothing is read by syncd (zero copy: CVAT reads the share), ``plan_run`` starts the
+hashing in background threads (``start``). Either way each batch, when it is recorded as
+"annotating", takes its hashes (``collect``) into that same record write.
+
+(Background hashing for every run cost ~15 % of a 1000-image upload: its threads' GIL
+hand-offs slowed the sending thread, and their CPU competed with a CVAT on the same host.)
 
 If the process ends before a batch is finished (crash, or a daemon restarted), nothing is lost:
 ``collect`` hashes whatever it was not handed, from disk, before the batch's final write.
@@ -72,15 +76,21 @@ def _hash_all(root: str, rels: list[str]) -> dict[str, str | MediaError]:
     return out
 
 
-def collect(root, key: str, rels: list[str], have: dict | None = None) -> dict[str, str]:
-    """{rel: hash} of ``rels`` not already in ``have``: from the background job when it has
-    them, else hashed now. A file that cannot be read gets no hash (its sample was sent; loading
-    then reports it deleted or unreadable rather than comparing hashes)."""
+def collect(root, key: str, rels: list[str], have: dict | None = None,
+            sent: dict | None = None) -> dict[str, str]:
+    """{rel: hash} of ``rels`` not already in ``have``: those the upload hashed as it sent
+    them (``sent``), then the background job's, else hashed now. A file that cannot be read gets
+    no hash (its sample was sent; loading then reports it deleted or unreadable rather than
+    comparing hashes)."""
     have = have or {}
-    todo = [rel for rel in rels if rel not in have]
+    sent = sent or {}
+    known = {rel: sent[rel] for rel in rels if rel not in have and rel in sent}
+    todo = [rel for rel in rels if rel not in have and rel not in known]
     with _lock:
         job = _jobs.get(_job_key(root, key), {})
         futures = {rel: job.pop(rel) for rel in todo if rel in job}
+        for rel in known:
+            job.pop(rel, None)
         if not job:
             _jobs.pop(_job_key(root, key), None)
     missing = [rel for rel in todo if rel not in futures]
@@ -92,7 +102,7 @@ def collect(root, key: str, rels: list[str], have: dict | None = None) -> dict[s
             for part in pool.map(lambda c: _hash_all(str(root), c),
                                  [missing[i:i + CHUNK] for i in range(0, len(missing), CHUNK)]):
                 results.update(part)
-    out = {}
+    out = dict(known)
     for rel in todo:
         value = results.get(rel)
         if isinstance(value, str):

@@ -153,9 +153,11 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     # Which samples already carry labels of the run's fields: only those are read again and
     # exported at upload (a run of new, unlabelled samples skips that pass entirely).
     labelled = [rel for rel, doc in zip(rels, docs) if _carries_labels(doc, schema)]
-    # The media hashes are taken in the background from here on and recorded with each
-    # batch's last write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
-    hashing.start(root, key, rels)
+    # Media hashes: an upload hashes the bytes it sends; with a share (zero copy, nothing is
+    # read here) they are taken in the background from here on. Either way they are recorded
+    # with each batch's last write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
+    if share_root:
+        hashing.start(root, key, rels)
     try:
         run = store.create(key, config, status="planned", project=None, batches=batches, sent={},
                            hashes={}, merged=[], flagged={}, skipped=skipped, samples=rels,
@@ -225,8 +227,9 @@ def _metadata_matches(metadata, st: os.stat_result) -> bool:
     daemon's discovery or ``syncd tag``), and a file truncated or replaced since then almost
     always has another size, so it still gets the full check. What this does not catch is a
     same-size in-place corruption, or metadata a user typed in by hand; CVAT then refuses the
-    task's data (fakecvat decodes every upload) and the run fails with the server's message
-    naming the file, instead of skipping that one sample. Videos always get the full check.
+    task's data and the run fails with the server's message
+    naming the file, instead of skipping that one sample (fakecvat refuses an upload cut short,
+    by its missing end marker, not one corrupted in place). Videos always get the full check.
     """
     return (isinstance(metadata, dict) and metadata.get("_cls") == "ImageMetadata"
             and type(metadata.get("size_bytes")) is int and metadata["size_bytes"] == st.st_size

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from pathlib import Path
 
 from .. import dataset
 from ..cvat import CVATError
@@ -148,6 +147,7 @@ def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: 
     """A batch whose task exists (``batch["task_id"]``): data, existing labels, assignees."""
     key, i, cfg, tid = run["key"], batch["index"], run["config"], batch["task_id"]
     jobs = None
+    digests: dict[str, str] = {}  # sha256 of the media as this call sent them
     if state in ("created", "uploading"):
         if not fresh:
             # found half-done: the data may be in already
@@ -166,7 +166,7 @@ def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: 
                         raise
             if state == "created":
                 _write(store, key, i, {"state": "uploading", "rq_id": None})
-        rq_id = _send_data(client, root, cfg, batch, progress)
+        rq_id = _send_data(client, root, cfg, batch, progress, digests)
         # No write of rq_id: a crash while CVAT processes is recovered like any other
         # "uploading" batch (the task has its data, or a second attach is refused and we wait).
         jobs = _wait_data(client, tid, rq_id)
@@ -178,7 +178,7 @@ def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: 
     jobs = jobs if jobs else jobs_of(client, tid)
     _assign_jobs(client, cfg, jobs, batch)
     last = all(b["state"] == "annotating" for b in run["batches"] if b["index"] != i)
-    hashes = hashing.collect(root, key, batch["samples"], run.get("hashes"))
+    hashes = hashing.collect(root, key, batch["samples"], run.get("hashes"), sent=digests)
     _write(store, key, i, {"task_id": tid, "state": "annotating", "jobs": [j["id"] for j in jobs],
                            "labels_sent": True},
            hashes=hashes, status="annotating" if last else "uploading")
@@ -219,20 +219,26 @@ def _write(store: RunStore, key: str, index: int, fields: dict, *, hashes: dict 
     return store.modify(key, change)["batches"][index]
 
 
-def _send_data(client, root, cfg: dict, batch: dict, progress) -> str | None:
-    """Attach the batch's media to its task (share names or the files); the request id."""
+def _send_data(client, root, cfg: dict, batch: dict, progress, digests: dict) -> str | None:
+    """Attach the batch's media to its task (share names or the files); the request id.
+    ``digests`` receives {sample path: sha256} of the files as they were sent."""
     tid = batch["task_id"]
     names = _share_names(root, batch["samples"], cfg.get("share_root"))
-    files = [Path(root) / rel for rel in batch["samples"]]
+    files = [os.path.join(root, rel) for rel in batch["samples"]]
+    sent: dict = {}
     try:
         if names is not None:
             return client.upload_data(tid, [], server_files=names, image_quality=cfg.get("image_quality") or 75)
         return client.upload_data(tid, files, image_quality=cfg.get("image_quality") or 75,
-                                  progress=progress, **_frame_params(cfg, batch))
+                                  progress=progress, digests=sent, **_frame_params(cfg, batch))
     except CVATError as e:
         if "Adding more data is not supported" not in str(e):
             raise
         return None  # our earlier upload (lost answer) already attached the data
+    finally:
+        for rel, path in zip(batch["samples"], files):
+            if path in sent:
+                digests[rel] = sent[path]
 
 
 def _wait_data(client, tid: int, rq_id: str | None) -> list[dict]:

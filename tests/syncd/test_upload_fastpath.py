@@ -79,6 +79,32 @@ def test_hashes_are_recorded_once_the_run_is_annotating(tmp_path, fakecvat, clie
     assert run["hashes"] == {n: sha256(tmp_path / n) for n in names}
 
 
+def test_uploaded_files_are_hashed_as_they_are_sent(tmp_path):
+    """The multipart body is unchanged by hashing, and each digest is of the bytes sent (small
+    files go out whole, big ones in blocks)."""
+    from syncd.cvat.upload import READ_BLOCK, MultipartStream
+    small, big = tmp_path / "s.bin", tmp_path / "b.bin"
+    small.write_bytes(b"x" * 1000)
+    big.write_bytes(bytes(range(256)) * (READ_BLOCK // 256 * 2 + 3))
+    digests: dict = {}
+    files = [("client_files[0]", "s.bin", str(small)), ("client_files[1]", "b.bin", str(big))]
+    with_hash = MultipartStream([("f", "1")], files, digests=digests)
+    body = b"".join(with_hash)
+    assert len(body) == len(with_hash)
+    assert body.count(big.read_bytes()) == 1 and body.count(small.read_bytes()) == 1
+    assert digests == {str(small): sha256(small), str(big): sha256(big)}
+
+
+def test_an_uploading_run_starts_no_background_hashing(tmp_path, fakecvat, client):
+    names = ["a.jpg", "b.jpg"]
+    make_images(tmp_path, names)
+    tagged(tmp_path, names)
+    syncd.ops.plan_run(tmp_path, "r1", names, url=fakecvat.url, **OPTS)
+    assert not hashing._jobs.get(hashing._job_key(tmp_path, "r1"))   # the upload hashes instead
+    syncd.annotate(tmp_path, "r2", names, client=client, **OPTS)
+    assert RunStore(tmp_path).get("r2")["hashes"] == {n: sha256(tmp_path / n) for n in names}
+
+
 def test_hashes_after_a_crash_are_taken_from_disk(tmp_path):
     """A process that planned a run and died leaves no background job: the batch's final
     write hashes the files itself."""
@@ -129,3 +155,5 @@ def test_share_files_are_sized_from_headers_in_place(tmp_path, fakecvat_factory)
                          auth=AUTH)
     assert Image.open(io.BytesIO(frame.content)).size == (33, 21)
     assert not list(Path(server.app.config["MEDIA_DIR"]).rglob("b.png"))   # referenced, not copied
+    # nothing was read to upload: the hashes came from the background job, from disk
+    assert RunStore(root).get("r1")["hashes"] == {n: sha256(root / n) for n in names}
