@@ -91,7 +91,9 @@ def _probe_with_pillow(fp, name: str) -> tuple[int, int]:
             else:
                 im.load()
             return size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError as e:  # its message names the in-memory buffer: say it plainly
+        raise MediaError(f"Unable to read the image file {name}: cannot identify image file") from e
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise MediaError(f"Unable to read the image file {name}: {e}") from e
 
 
