@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from syncd.json_indent import dumps_indented
+from syncd.json_indent import dumps_indented_bytes
 
 
 def _default_mode() -> int:
@@ -56,6 +56,74 @@ def _create_temp(directory: Path, name: str) -> tuple[int, str]:
     raise FileExistsError(f"{directory}: no free temporary file name for {name}")
 
 
+class Staged:
+    """A temporary file written beside its target (``stage_bytes``), open, not yet fsynced
+    nor renamed into place. ``sync`` makes its bytes durable (safe to call from any thread: it
+    holds no Python state), ``finish`` renames it over the target, ``discard`` drops it.
+
+    Writing many files this way lets a caller fsync them side by side and rename them after:
+    1000 sample files were ~0.3 s written one complete atomic write at a time in 16 threads,
+    ~0.19 s staged, fsynced in threads, then renamed (and the threads, doing only fsync, no
+    longer slow the thread preparing the next files through GIL hand-offs)."""
+
+    __slots__ = ("path", "tmp", "fd")
+
+    def __init__(self, path: Path, tmp: str, fd: int):
+        self.path, self.tmp, self.fd = path, tmp, fd
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def finish(self, before_replace: Callable[[], bool] | None = None) -> bool:
+        """Rename into place (the caller synced first); False, and nothing changed, when
+        ``before_replace`` says no."""
+        try:
+            self._close()
+            if before_replace is not None and not before_replace():
+                os.unlink(self.tmp)
+                return False
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        return True
+
+    def discard(self) -> None:
+        self._close()
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+def stage_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None = None) -> Staged:
+    """Write ``data`` to a new temporary file beside ``path`` (see ``Staged``). ``mode`` as in
+    ``write_bytes_atomic``."""
+    path = Path(path)
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = _default_mode()
+    fd, tmp = _create_temp(path.parent, path.name)
+    staged = Staged(path, tmp, fd)
+    try:
+        view = memoryview(data)
+        while view:  # plain os calls: each Python step here costs a GIL hand-over in threads
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+    except BaseException:
+        # Never leave a temp file behind, whatever went wrong (including KeyboardInterrupt).
+        staged.discard()
+        raise
+    return staged
+
+
 def write_bytes_atomic(
     path: str | os.PathLike,
     data: bytes,
@@ -74,43 +142,23 @@ def write_bytes_atomic(
     same directory and fsyncs it once (``fsync_dir``) before relying on any of the renames.
     Returns True when the file was replaced.
     """
-    path = Path(path)
-    directory = path.parent
-    if mode is None:
-        try:
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            mode = _default_mode()
-    fd, tmp = _create_temp(directory, path.name)
+    staged = stage_bytes(path, data, mode=mode)
     try:
-        try:
-            view = memoryview(data)
-            while view:  # plain os calls: each Python step here costs a GIL hand-over in threads
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if before_replace is not None and not before_replace():
-            os.unlink(tmp)
-            return False
-        os.replace(tmp, path)
+        staged.sync()
     except BaseException:
-        # Never leave a temp file behind, whatever went wrong (including KeyboardInterrupt).
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        staged.discard()
         raise
+    if not staged.finish(before_replace):
+        return False
     if sync_dir:
-        fsync_dir(directory)
+        fsync_dir(staged.path.parent)
     return True
 
 
 def dumps_json(obj: Any) -> bytes:
     """The one JSON encoding syncd writes: UTF-8, indented, key order kept, trailing newline
     (``json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)``, by a faster encoder)."""
-    return (dumps_indented(obj) + "\n").encode("utf-8")
+    return dumps_indented_bytes(obj) + b"\n"
 
 
 def write_json_atomic(

@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import orjson
+
 from syncd.atomic import dumps_json, fsync_dir, write_bytes_atomic
 from syncd.errors import MediaError, SampleFileError, SyncdError
 from syncd.sample_check import check_depth, check_sample
@@ -231,18 +233,28 @@ def _sample_path(root, rel_checked: str) -> Path:
 # Sample files
 
 
+def _loads(data: bytes):
+    """JSON from bytes: orjson (faster on the bytes as they are), or json for what orjson
+    refuses, so what json accepts still parses (NaN literals, refused later by check_sample;
+    lone surrogates) and what neither accepts gets json's familiar message."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data.decode("utf-8"))
+
+
 def _parse_sample(path: Path, data: bytes) -> dict:
     try:
-        obj = json.loads(data.decode("utf-8"))
+        obj = _loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SampleFileError(f"{path}: invalid sample file: {reason}") from None
     except RecursionError:  # hostile nesting ([[[[...]]]]) exhausts the parser's stack
         raise SampleFileError(f"{path}: invalid sample file: nested too deeply") from None
+    check_depth(path, obj)  # first: hostile nesting is the cause worth naming, whatever the top
     if not isinstance(obj, dict):
         raise SampleFileError(
-            f"{path}: invalid sample file: expected a JSON object, got {type(obj).__name__}")
-    check_depth(path, obj)  # deepcopy/json.dumps of the dict would recurse past the limit
+            f"{path}: invalid sample file: expected a JSON object, got {type(obj).__name__}")  # deepcopy/json.dumps of the dict would recurse past the limit
     return obj
 
 
@@ -313,7 +325,7 @@ def _prepare(root, rel: str, path: Path, change: Callable[[dict], dict | None]) 
         proposed = copy.deepcopy(current)
     else:
         current = _parse_sample(path, snap[3])
-        proposed = json.loads(snap[3])  # an independent copy, at C speed (deepcopy is not)
+        proposed = _loads(snap[3])  # an independent copy, at C speed (deepcopy is not)
     result = change(proposed)
     new = proposed if result is None else result
     if not isinstance(new, dict):

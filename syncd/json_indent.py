@@ -3,16 +3,31 @@
 Python's C JSON encoder does not indent (3.11): with ``indent`` the standard library falls back
 to its pure-Python, generator-per-token encoder, which was a quarter of the CPU time of merging
 downloaded labels into sample files (every sample file is written indented, for the people who
-read and edit them). This encoder walks plain ``dict``/``list``/``str``/``int``/``float``/
-``bool``/``None`` values with one function call per container, joining each container's
-items at once, and the C string escaper. For
-anything else (other key or value types, subclasses, NaN/infinity, cycles, very deep nesting)
-it hands the whole value to ``json.dumps`` so results and errors stay exactly the standard ones.
+read and edit them). Two faster ways, same bytes:
+
+- ``orjson`` with ``OPT_INDENT_2`` writes exactly what json.dumps writes, except some floats
+  (Python uses an exponent below 1e-4 and from 1e16 on: ``6.1e-05`` where orjson writes
+  ``0.000061``) and NaN/infinity (``null`` where json raises). Its output is used unless it
+  holds text where the two may spell a float differently (an exponent, ``0.0000``, 17 digits in
+  a row: then the next way decides), or holds ``null`` and the C encoder finds a non-finite
+  float (then json's own error is raised). ~0.015 s for 1000 sample files.
+- a walk of plain ``dict``/``list``/``str``/``int``/``float``/``bool``/``None`` values with one
+  function call per container, joining each container's items at once, and the C string
+  escaper (~0.12 s for the same files). For anything else (other key or value types,
+  subclasses, NaN/infinity, cycles, very deep nesting) it hands the whole value to
+  ``json.dumps`` so results and errors stay exactly the standard ones.
 """
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+import orjson
+
+# Where Python's float repr and orjson's differ: Python uses an exponent below 1e-4 and from
+# 1e16 on. Matching text anywhere (in strings, long integers) only sends a file the slow way.
+_FLOAT_SPELLING = re.compile(rb"[0-9][eE][-+0-9]|0\.0000|[0-9]{17}")
 
 try:  # the C escaper (what json.dumps uses with ensure_ascii=False)
     from _json import encode_basestring as _esc
@@ -77,7 +92,27 @@ def dumps_indented(obj: Any) -> str:
     """What ``json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)`` returns (and
     raises). A value that holds itself is sent to json.dumps too (its circular-reference
     error), found by the depth limit rather than tracked ids."""
+    return dumps_indented_bytes(obj).decode("utf-8")
+
+
+def dumps_indented_bytes(obj: Any) -> bytes:
+    """``dumps_indented(obj)`` encoded as UTF-8 (what files get; orjson makes bytes)."""
     try:
-        return _encode(obj, 0)
+        out = orjson.dumps(obj, option=orjson.OPT_INDENT_2)
+    except (TypeError, ValueError):  # big ints, other types, deep nesting...: json decides
+        out = None
+    if out is not None and not _FLOAT_SPELLING.search(out):
+        if b"null" not in out:
+            return out
+        # orjson writes NaN and infinity as null; json refuses them, and so do we (its error,
+        # from the same call as the reference, whose message names the value)
+        try:
+            json.dumps(obj, allow_nan=False)
+        except ValueError:
+            json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+            raise
+        return out
+    try:
+        return _encode(obj, 0).encode("utf-8")
     except _Unusual:
-        return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+        return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")

@@ -23,7 +23,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
                       max_leaves=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(values)
 def test_same_text_as_json_dumps(value):
     assert dumps_indented(value) == reference(value)
@@ -37,6 +37,14 @@ def test_a_sample_file_with_labels_is_byte_identical():
                    "bounding_box": [0.1, 1e-07, 0.5, -0.0], "confidence": None, "tags": [],
                    "attributes": {}, "iscrowd": False, "n": 10**30}]}}
     assert dumps_json(sample) == (reference(sample) + "\n").encode("utf-8")
+
+
+@pytest.mark.parametrize("f", [6.103515625e-05, 1e-07, 0.0001, 0.00009999, 1e16, 9999999999999998.0,
+                               1.5e300, -2.5e-10, 123.456, 0.1, 5e-324])
+def test_floats_either_encoder_would_spell_differently(f):
+    doc = {"b": [f, {"c": f}], "n": None, "s": "0.0000 1e5 in a string"}
+    assert dumps_indented(doc) == reference(doc)
+    assert dumps_json(doc) == (reference(doc) + "\n").encode("utf-8")
 
 
 @pytest.mark.parametrize("value", [{"x": float("nan")}, [float("inf")], {"x": object()}, {"x": {1, 2}}])
