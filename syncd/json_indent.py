@@ -8,8 +8,8 @@ read and edit them). Two faster ways, same bytes:
 - ``orjson`` with ``OPT_INDENT_2`` writes exactly what json.dumps writes, except some floats
   (Python uses an exponent below 1e-4 and from 1e16 on: ``6.1e-05`` where orjson writes
   ``0.000061``) and NaN/infinity (``null`` where json raises). Its output is used unless it
-  holds text where the two may spell a float differently (an exponent, ``0.0000``, 17 digits in
-  a row: then the next way decides), or holds ``null`` and the C encoder finds a non-finite
+  holds text where the two may spell a float differently (an exponent, a number starting ``0.0000``,
+  17 digits before a decimal point: then the next way decides), or holds ``null`` and the C encoder finds a non-finite
   float (then json's own error is raised). ~0.015 s for 1000 sample files.
 - a walk of plain ``dict``/``list``/``str``/``int``/``float``/``bool``/``None`` values with one
   function call per container, joining each container's items at once, and the C string
@@ -27,7 +27,7 @@ import orjson
 
 # Where Python's float repr and orjson's differ: Python uses an exponent below 1e-4 and from
 # 1e16 on. Matching text anywhere (in strings, long integers) only sends a file the slow way.
-_FLOAT_SPELLING = re.compile(rb"[0-9][eE][-+0-9]|0\.0000|[0-9]{17}")
+_FLOAT_SPELLING = re.compile(rb"[0-9][eE][-+0-9]|(?<![0-9.])0\.0000|(?<![0-9.])[0-9]{17}")
 
 try:  # the C escaper (what json.dumps uses with ensure_ascii=False)
     from _json import encode_basestring as _esc
