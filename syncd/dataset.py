@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from syncd.atomic import dumps_json, fsync_dir, write_bytes_atomic
+from syncd.atomic import Staged, dumps_json, fsync_dir, stage_bytes, write_bytes_atomic
 from syncd.errors import MediaError, SampleFileError, SyncdError
 from syncd.sample_check import check_depth, check_sample
 
@@ -362,6 +362,29 @@ def commit_update(prep: PreparedUpdate, *, sync_dir: bool = True) -> bool:
     was written; redo it with ``update_sample``, which re-applies the change to the new content."""
     with _path_lock(prep.path):
         return _commit(prep, sync_dir)
+
+
+def stage_update(prep: PreparedUpdate) -> Staged | None:
+    """Write a prepared update to a temporary file beside the sample file (not fsynced, not in
+    place: see ``atomic.Staged``); None when there is nothing to write."""
+    if prep.data is None:
+        return None
+    try:
+        return stage_bytes(prep.path, prep.data)
+    except OSError as exc:
+        raise SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}") from None
+
+
+def finish_staged_update(prep: PreparedUpdate, staged: Staged | None) -> bool:
+    """Rename a staged (and synced) update into place if the file still holds what was read,
+    as ``commit_update`` does; False (temp file dropped) when it changed meanwhile."""
+    if staged is None:
+        return True
+    with _path_lock(prep.path):
+        try:
+            return staged.finish(before_replace=lambda: _snapshot(prep.path) == prep.snap)
+        except OSError as exc:
+            raise SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}") from None
 
 
 def update_sample(root, rel, change: Callable[[dict], dict | None], *,

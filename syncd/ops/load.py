@@ -22,7 +22,7 @@ from .common import count_labels, is_video, jobs_of, media_changed, schema_of, s
 
 log = logging.getLogger("syncd.ops")
 
-MERGE_THREADS = 16   # sample files written at once: fsync waits overlap (8: 0.78 s, 16: 0.59 s, 32: 0.8 s for 1000)
+MERGE_THREADS = 16   # media checks and fsyncs of staged sample files in flight at once
 MERGE_GROUP = 128    # samples recorded as merged per run-file write
 JOB_THREADS = 4      # jobs downloaded at once (each thread its own client)
 
@@ -135,15 +135,17 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
     """Merge the downloaded labels into the sample files of ``todo`` and record them as merged.
 
     This thread reads each sample file, merges and encodes it (``dataset.prepare_update``: the
-    CPU work, done without contending for the GIL); a few writer threads write the results
-    (temp file, fsync, compare, rename: ``commit_update``), so the fsync waits overlap. A sample
-    whose file changed since it was read, or that needs mask files, is updated whole in a writer
-    (``update_sample``, which re-applies the merge to the new content). Groups of MERGE_GROUP
-    are recorded in order: once every write of a group has returned, the group's directories
-    are fsynced (one directory fsync covers a whole group's renames) and only then is the group
-    recorded as merged, with one run-file write, while the next group is being prepared. A crash
-    inside a group leaves written-but-unrecorded samples, which _with_already_merged merges
-    again without duplicates."""
+    CPU work) and writes the result to a temporary file beside it (``dataset.stage_update``).
+    Pool threads then check that the media did not change and fsync the temporary file: system
+    calls only, so they barely touch the GIL while this thread prepares the next samples, and
+    their fsyncs overlap. Groups of MERGE_GROUP are finished in order: each staged file is
+    renamed into place here if the sample file still holds what was read (else the change is
+    re-applied to the new content with ``update_sample``), the group's directories are fsynced
+    (one directory fsync covers a whole group's renames), and only then is the group recorded as
+    merged, with one run-file write. A sample that needs mask files is updated whole in a pool
+    thread. A crash inside a group leaves written-but-unrecorded samples, which
+    _with_already_merged merges again without duplicates, and at worst hidden temporary files,
+    which the next write of the same file does not depend on."""
     trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
 
     def change_for(rel, fields):
@@ -159,7 +161,7 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
         return sum(count_labels(v) for v in fields.values())
 
     def whole(rel):
-        """In a writer: the complete update. -> ("flag", reason) | ("skip", error) | ("ok", n)."""
+        """The complete update. -> ("flag", reason) | ("skip", error) | ("ok", n)."""
         reason = media_changed(root, rel, run)
         if reason:
             return "flag", reason
@@ -172,17 +174,20 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
             return "skip", e
         return "ok", labels_in(fields)
 
-    def commit(rel, prep, n):
-        """In a writer: the prepared file, unless the media or the sample file changed meanwhile."""
+    def check_and_sync(rel, prep, staged, n):
+        """In a pool thread: the media check and the fsync of the staged file."""
         reason = media_changed(root, rel, run)
         if reason:
+            if staged is not None:
+                staged.discard()
             return "flag", reason
-        try:
-            if dataset.commit_update(prep, sync_dir=False):
-                return "ok", n
-        except (SampleFileError, MediaError) as e:
-            return "skip", e
-        return whole(rel)
+        if staged is not None:
+            try:
+                staged.sync()
+            except OSError as e:
+                staged.discard()
+                return "skip", SampleFileError(f"{prep.path}: cannot write sample file: {e.strerror or e}")
+        return "staged", (prep, staged, n)
 
     def start(pool, rel) -> Future:
         fields = downloaded.get(rel, {})
@@ -194,13 +199,29 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
             return pool.submit(whole, rel)  # media gone or changed says more: whole() checks first
         except Exception as e:  # the group's others are still recorded, then this is raised
             return _resolved(exc=e)
-        return pool.submit(commit, rel, prep, labels_in(fields))
+        try:
+            staged = dataset.stage_update(prep)
+        except SampleFileError as e:
+            return _resolved(("skip", e))
+        return pool.submit(check_and_sync, rel, prep, staged, labels_in(fields))
+
+    def outcome(rel, fut):
+        kind, value = fut.result()
+        if kind != "staged":
+            return kind, value
+        prep, staged, n = value
+        try:
+            if dataset.finish_staged_update(prep, staged):
+                return "ok", n
+        except SampleFileError as e:
+            return "skip", e
+        return whole(rel)  # the sample file changed since it was read: re-apply to the new one
 
     def finish(group) -> None:
         flags, written, failure = {}, [], None
         for rel, fut in group:
             try:
-                kind, value = fut.result()
+                kind, value = outcome(rel, fut)
             except Exception as e:  # record the others before raising
                 failure = failure or e
                 continue
@@ -231,18 +252,31 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
             raise failure
 
     started: list[list] = []
-    with ThreadPoolExecutor(max_workers=MERGE_THREADS) as pool:
-        try:
-            for g in range(0, len(todo), MERGE_GROUP):
-                started.append([(rel, start(pool, rel)) for rel in todo[g:g + MERGE_GROUP]])
-                if len(started) > 1:
+    try:
+        with ThreadPoolExecutor(max_workers=MERGE_THREADS) as pool:
+            try:
+                for g in range(0, len(todo), MERGE_GROUP):
+                    started.append([(rel, start(pool, rel)) for rel in todo[g:g + MERGE_GROUP]])
+                    if len(started) > 1:
+                        finish(started.pop(0))
+                while started:
                     finish(started.pop(0))
-            while started:
-                finish(started.pop(0))
-        finally:
-            for group in started:  # after a failure: writes not started yet are not made
-                for _, fut in group:
-                    fut.cancel()
+            finally:
+                for group in started:  # after a failure: writes not started yet are not made
+                    for _, fut in group:
+                        fut.cancel()
+    finally:
+        for group in started:  # and staged files never renamed are removed
+            for _, fut in group:
+                _discard_staged(fut)
+
+
+def _discard_staged(fut: Future) -> None:
+    if fut.cancelled() or not fut.done() or fut.exception() is not None:
+        return
+    kind, value = fut.result()
+    if kind == "staged" and value[1] is not None:
+        value[1].discard()
 
 
 def _resolved(result=None, exc: BaseException | None = None) -> Future:
