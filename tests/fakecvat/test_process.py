@@ -1,0 +1,81 @@
+"""``FakeCVATProcess``: ``fakecvat serve`` as a child process that tests and benchmarks drive.
+
+What a user relies on: it serves on a free port, ``session()`` is logged in, ``stop()`` and
+``kill()`` leave no process behind, a restart keeps the URL, and with a data dir the state
+survives both a clean restart and kill -9. Every life's stderr lands in one log file."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import requests
+
+from fakecvat import FakeCVATProcess
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _create_task(server: FakeCVATProcess, name: str) -> int:
+    r = server.session().post(server.url + "/api/tasks", json={"name": name, "labels": [{"name": "cat"}]},
+                              timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def test_serves_on_a_free_port_and_stop_leaves_no_process():
+    with FakeCVATProcess() as server:
+        assert server.url.startswith("http://127.0.0.1:") and server.port != 0
+        tid = _create_task(server, "first")
+        assert [t["name"] for t in server.get("/api/tasks", page_size="all")["results"]] == ["first"]
+        assert server.get(f"/api/tasks/{tid}")["owner"]["username"] == "admin"
+        assert server.peak_rss_mb() > 0
+        pid, log = server.pid, server.log_path
+        assert "serving on " + server.url in log.read_text()
+    assert _gone(pid) and not server.alive() and server.pid is None
+    assert not log.exists()  # its own temp log is cleaned up after a clean exit
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/api/server/about", timeout=5)
+
+
+def test_data_dir_survives_restart_and_kill_on_the_same_url(tmp_path):
+    log = tmp_path / "fakecvat.log"
+    server = FakeCVATProcess(data_dir=tmp_path / "cvat", users=["alice:secret"], log_path=log)
+    try:
+        server.start()
+        url, first_pid = server.url, server.pid
+        tid = _create_task(server, "kept")
+        assert server.get("/api/users/self")["username"] == "alice"
+
+        server.restart()
+        assert server.url == url and _gone(first_pid)
+        assert server.get(f"/api/tasks/{tid}")["name"] == "kept"
+
+        killed = server.pid
+        assert server.kill() == -9
+        assert _gone(killed) and not server.alive()
+        server.start()
+        assert server.url == url
+        assert server.get(f"/api/tasks/{tid}")["name"] == "kept"
+        assert server.control("GET", "/_fakecvat/state")["tables"]["tasks"][str(tid)]["name"] == "kept"
+    finally:
+        server.close()
+    assert not server.alive()
+    # one log across the three lives, and a log the caller named is never removed
+    assert log.read_text().count("serving on " + url) == 3
+
+
+def test_a_failed_start_says_why_and_leaves_no_process(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = FakeCVATProcess(port=taken.getsockname()[1], log_path=tmp_path / "f.log")
+        with pytest.raises(RuntimeError, match="cannot listen"):
+            server.start()
+    assert not server.alive()
