@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,15 +46,55 @@ _TEMP_SEQ = itertools.count()
 
 
 def _create_temp(directory: Path, name: str) -> tuple[int, str]:
-    """A new private (0600) temp file ``.<name>.<random>.tmp`` beside the target, like
-    ``tempfile.mkstemp`` with fewer steps: random part from the pid, a counter and urandom."""
+    """A new private (0600) temp file ``.<name>.<pid>.<random>.tmp`` beside the target, like
+    ``tempfile.mkstemp`` with fewer steps: the writer's pid (hex, so ``remove_dead_temps`` can
+    tell a killed writer's leftovers), then a counter and urandom."""
     for _ in range(100):
-        tmp = os.path.join(directory, f".{name}.{os.getpid():x}{next(_TEMP_SEQ):x}{os.urandom(3).hex()}.tmp")
+        tmp = os.path.join(directory, f".{name}.{os.getpid():x}.{next(_TEMP_SEQ):x}{os.urandom(3).hex()}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"{directory}: no free temporary file name for {name}")
+
+
+_TEMP_NAME = re.compile(r"^\..+\.([0-9a-f]{1,8})\.[0-9a-f]+\.tmp$")
+
+
+def remove_dead_temps(directory: str | os.PathLike) -> int:
+    """Delete temporary files in ``directory`` left by writers that no longer run (killed
+    between writing and renaming); returns how many. A temp file of a live process (this one
+    included) is never touched. Staged writes keep more temp files open at once than single
+    writes did, so a kill leaves more of them: loading sweeps the directories it writes to."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name)
+        if m is None:
+            continue
+        if _alive(int(m.group(1), 16)):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user
+        return True
+    return True
 
 
 class Staged:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import dataset
-from ..atomic import fsync_dir, write_bytes_atomic
+from ..atomic import fsync_dir, remove_dead_temps, write_bytes_atomic
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
 from ..ids import label_id
 from ..labels import import_annotations
@@ -147,6 +147,9 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
     _with_already_merged merges again without duplicates, and at worst hidden temporary files,
     which the next write of the same file does not depend on."""
     trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
+    # a load killed mid-group left staged temporary files beside the sample files: drop them
+    for directory in {os.path.dirname(os.path.join(root, rel)) for rel in todo}:
+        remove_dead_temps(directory)
 
     def change_for(rel, fields):
         sent = run.get("sent", {}).get(rel, {})

@@ -101,3 +101,33 @@ def test_instance_masks_are_written_once_per_label_and_reused_on_reload(tmp_path
         for p in files:
             assert dataset.read_mask(tmp_path, p).shape == (28, 19)
         assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_path, fakecvat):
+    """Loading stages many sample files before renaming them; a load killed in between leaves
+    hidden temp files. The next load removes those of dead writers only."""
+    import os
+    import subprocess
+    import sys
+
+    from syncd.atomic import stage_bytes
+
+    rels = make(tmp_path, 3)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    left = tmp_path / "s" / f".img00.jpg.json.{dead_pid:x}.1a2b3c.tmp"
+    left.write_text("{half a sample")
+    live = stage_bytes(tmp_path / "s" / "other.json", b"{}")   # this process: still writing
+    unrelated = tmp_path / "s" / ".notes.tmp"
+    unrelated.write_text("a user's file")
+    try:
+        with CVATClient(fakecvat.url, username="admin", password="admin") as client:
+            tid = syncd.annotate(tmp_path, "r", rels, client=client, **OPTS)["tasks"][0]
+            draw(fakecvat.url, tid, {0: 1})
+            syncd.load_annotations(tmp_path, "r", client=client)
+        assert not left.exists()
+        assert os.path.exists(live.tmp) and unrelated.exists()
+        assert len(labels_of(tmp_path, rels[0])) == 1
+    finally:
+        live.discard()
