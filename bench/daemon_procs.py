@@ -1,4 +1,5 @@
-"""Real processes for the daemon benchmarks: a ``fakecvat serve`` subprocess, a ``python -m
+"""Real processes for the daemon benchmarks: a ``fakecvat serve`` subprocess (fakecvat's own
+:class:`~fakecvat.FakeCVATProcess`, with the few extras the benchmarks use), a ``python -m
 syncd run ROOT`` subprocess, a NOTIFY_SOCKET stand-in, and CPU/RSS sampling from /proc.
 
 Everything runs on loopback with a free port, in temp dirs the caller owns, and every process
@@ -7,7 +8,6 @@ started here is stopped by the ``close()`` of the object that started it (contex
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 from bench.core import env_with_pythonpath
+from fakecvat.process import FakeCVATProcess
 
 USER, PASSWORD = "admin", "admin"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -54,62 +53,27 @@ def wait_for(pred, timeout: float, step: float = 0.01, what: str = "condition"):
         time.sleep(step)
 
 
-class FakeCVATProc:
-    """``python -m fakecvat serve --port 0`` in a subprocess; ``.url`` once it listens."""
+class FakeCVATProc(FakeCVATProcess):
+    """``fakecvat serve`` (in memory unless ``data_dir``) on a free port, started on creation.
+
+    :class:`fakecvat.FakeCVATProcess` plus what the daemon benchmarks lean on: ``.session`` is
+    a logged-in requests session (an attribute here, not the method), ``.tasks()``, and
+    ``close(keep_log)`` that also keeps the log when ``BENCH_KEEP_LOGS`` is set."""
 
     def __init__(self, data_dir: Path | None = None, threads: int = 8):
-        self._tmp = tempfile.mkdtemp(prefix="bench-fakecvat-")
-        self.log_path = Path(self._tmp) / "fakecvat.log"
-        self._log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-m", "fakecvat", "serve", "--port", "0", "--threads", str(threads),
-               "--user", f"{USER}:{PASSWORD}"]
-        if data_dir is not None:  # default: in memory, as the other benchmarks run it
-            cmd += ["--data-dir", str(data_dir)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log,
-                                     stdin=subprocess.DEVNULL, env=env_with_pythonpath())
-        try:
-            line = wait_for(self._serving_line, 30, 0.05, "fakecvat to listen")
-        except Exception:
-            self.close()
-            raise
-        self.url = line
-        self.session = requests.Session()
-        self.session.auth = (USER, PASSWORD)
-
-    def _serving_line(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"fakecvat exited: {self.log_path.read_text(errors='replace')}")
-        m = re.search(r"serving on (http://\S+)", self.log_path.read_text(errors="replace"))
-        return m.group(1) if m else None
-
-    def get(self, path: str, **params):
-        r = self.session.get(self.url + path, params=params, timeout=60)
-        r.raise_for_status()
-        return r.json()
+        super().__init__(data_dir=data_dir, threads=threads, users=[f"{USER}:{PASSWORD}"],
+                         env=env_with_pythonpath())
+        self.start()
+        self.session = super().session()
 
     def tasks(self) -> list[dict]:
         return self.get("/api/tasks", page_size="all")["results"]
 
     def close(self, keep_log: bool = False) -> None:
         keep_log = keep_log or bool(os.environ.get("BENCH_KEEP_LOGS"))
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
+        super().close(keep_log=keep_log)
         if keep_log:
             print(f"fakecvat log kept: {self.log_path}", file=sys.stderr)
-        else:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        self.close(keep_log=exc_type is not None)  # a failed benchmark keeps the server's log
 
 
 class Notify:

@@ -1,18 +1,22 @@
 """Servers the benchmarks talk to, each in its own process (so client and server do not share
-a GIL, and the server's memory can be measured): ``fakecvat serve`` and a do-nothing HTTP
-endpoint that reads and discards request bodies (the upload ceiling)."""
+a GIL, and the server's memory can be measured): ``fakecvat serve`` (fakecvat's own public
+:class:`fakecvat.FakeCVATProcess`, re-exported here) and a do-nothing HTTP endpoint that reads
+and discards request bodies (the upload ceiling)."""
 from __future__ import annotations
 
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-import requests
+from fakecvat.process import FakeCVATProcess  # noqa: F401  (bench.servers.FakeCVATProcess)
 
 from .core import env_with_pythonpath
+
+__all__ = ["FakeCVATProcess", "NullServer", "peak_rss_mb"]
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -27,7 +31,7 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 class _Process:
-    """A child process that prints ``... serving on http://HOST:PORT`` on stderr when ready."""
+    """NullServer's base: a child that prints ``... serving on http://HOST:PORT`` when ready."""
 
     args: list[str] = []
 
@@ -48,7 +52,6 @@ class _Process:
             if m:
                 self.url = m.group(1)
                 # keep draining stderr so a chatty server never blocks on a full pipe
-                import threading
                 threading.Thread(target=self._drain, daemon=True).start()
                 return self
         raise RuntimeError(f"{self.args} not ready after {timeout}s")
@@ -77,31 +80,6 @@ class _Process:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-class FakeCVATProcess(_Process):
-    """``fakecvat serve`` on a free loopback port, in memory, user admin:admin."""
-
-    username = "admin"
-    password = "admin"
-
-    def __init__(self, *, share_dir=None, threads: int = 8, log_path=None):
-        super().__init__(log_path)
-        self.share_dir = share_dir
-        self.args = ["-m", "fakecvat", "serve", "--port", "0", "--threads", str(threads)]
-        if share_dir:
-            self.args += ["--share-dir", str(share_dir)]
-
-    def start(self, timeout: float = 30.0):
-        super().start(timeout)
-        requests.get(self.url + "/api/server/about", timeout=10).raise_for_status()
-        return self
-
-    def session(self) -> requests.Session:
-        """A requests session logged in with Basic auth (no CSRF dance needed)."""
-        s = requests.Session()
-        s.auth = (self.username, self.password)
-        return s
 
 
 class NullServer(_Process):

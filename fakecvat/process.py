@@ -159,7 +159,6 @@ class FakeCVATProcess:
     def close(self, keep_log: bool = False) -> None:
         """stop(), and remove the log if this object made it (and ``keep_log`` is false)."""
         self.stop()
-        self._http.close()
         if self._own_log and not keep_log:
             self.log_path.unlink(missing_ok=True)
 
@@ -172,6 +171,7 @@ class FakeCVATProcess:
             self._finalizer.detach()
         if self._drainer is not None:
             self._drainer.join(10)  # the pipe hit EOF: every last line is in the log
+        self._http.close()  # drop keep-alive connections to the dead life (the session stays usable)
         return proc.returncode
 
     def alive(self) -> bool:

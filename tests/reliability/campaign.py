@@ -31,6 +31,8 @@ from pathlib import Path
 
 import requests
 
+from fakecvat import FakeCVATProcess
+
 REPO = Path(__file__).resolve().parents[2]
 W, H = 64, 48                  # image and video frame size
 VIDEO_FRAMES = 6
@@ -177,53 +179,18 @@ VIDEO_BOX = (6, 7, 20, 19)
 # Processes
 
 
-class FakeCVATProc:
-    """``python -m fakecvat serve --data-dir DIR`` on a fixed port (kept across restarts)."""
+class FakeCVATProc(FakeCVATProcess):
+    """``fakecvat serve --data-dir DIR`` (fakecvat's :class:`~fakecvat.FakeCVATProcess`): the
+    first start picks a free port and every restart keeps it; stderr of all lives is appended
+    to ``log_path``. Adds the control-API shortcuts the campaigns poll."""
 
     def __init__(self, data_dir: Path, log_path: Path, port: int | None = None):
-        self.data_dir, self.log_path = Path(data_dir), Path(log_path)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.ctl = requests.Session()
-
-    def start(self, timeout: float = 30.0) -> "FakeCVATProc":
-        with open(self.log_path, "ab") as logf:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fakecvat", "serve", "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), "--threads", "8"],
-                stdout=subprocess.DEVNULL, stderr=logf, stdin=subprocess.DEVNULL, cwd=REPO)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"fakecvat exited {self.proc.returncode}: "
-                                     f"{self.log_path.read_text()[-2000:]}")
-            try:
-                return requests.get(self.url + "/api/server/about", timeout=1).ok
-            except requests.RequestException:
-                return False
-        wait_for(up, timeout, 0.05, "fakecvat to answer")
-        return self
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.ctl.close()
+        super().__init__(port=port or 0, data_dir=data_dir, log_path=log_path, threads=8)
 
     # -- control API (never faulted) ---------------------------------------------------------
     def control(self, method: str, path: str, **kw):
-        r = self.ctl.request(method, self.url + path, timeout=CONTROL_TIMEOUT, **kw)
-        r.raise_for_status()
-        return r.json() if r.content else None
+        kw.setdefault("timeout", CONTROL_TIMEOUT)
+        return super().control(method, path, **kw)
 
     def state(self) -> dict:
         return self.control("GET", "/_fakecvat/state")["tables"]
