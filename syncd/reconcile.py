@@ -141,7 +141,7 @@ class Reconciler:
         self.store = RunStore(root)
         self.once = logs.Once()
         self._globs = {r.name: [glob_regex(g) for g in (r.auto_tag or ())] for r in self.rules}
-        self._samples = SampleIndex()
+        self._samples = SampleIndex(r.tag for r in self.rules)
         self._arrivals: dict[tuple[str, str], float] = {}
         # Samples plan_run refused (bad media/sample file), with the file versions it saw: not
         # offered again until one of the files changes (else every pass would burn a run key).

@@ -9,7 +9,7 @@ so an idle pass touches only the few paths that carry a trigger tag or lack a sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,13 @@ class SampleInfo:
 
 
 class SampleIndex:
-    """``{media path: SampleInfo}`` plus tag → paths and the paths without a sample file."""
+    """``{media path: SampleInfo}`` plus tag → paths and the paths without a sample file.
 
-    def __init__(self) -> None:
+    Only the tags in ``indexed`` get a path set (the rules' trigger tags): a done tag carried
+    by a million archived samples would otherwise cost a million-entry set for nothing."""
+
+    def __init__(self, indexed: Iterable[str] = ()) -> None:
+        self._indexed = frozenset(indexed)
         self._info: dict[str, SampleInfo] = {}
         self._by_tag: dict[str, set[str]] = {}
         self._bare: set[str] = set()
@@ -49,7 +53,7 @@ class SampleIndex:
         self._info[rel] = info
         if info.sig is None:
             self._bare.add(rel)
-        for tag in info.tags:
+        for tag in info.tags & self._indexed:
             self._by_tag.setdefault(tag, set()).add(rel)
 
     def pop(self, rel: str) -> None:
@@ -64,7 +68,10 @@ class SampleIndex:
             self.set(rel, info)
 
     def tagged(self, tag: str) -> list[str]:
-        """Paths whose sample file carries ``tag`` (a copy: callers may change the index)."""
+        """Paths whose sample file carries ``tag``, one of the indexed tags (a copy: callers may
+        change the index)."""
+        if tag not in self._indexed:
+            raise KeyError(f"tag {tag!r} is not indexed")
         return list(self._by_tag.get(tag, ()))
 
     def bare(self) -> list[str]:
@@ -74,7 +81,7 @@ class SampleIndex:
     def _unindex(self, rel: str, info: SampleInfo) -> None:
         if info.sig is None:
             self._bare.discard(rel)
-        for tag in info.tags:
+        for tag in info.tags & self._indexed:
             paths = self._by_tag.get(tag)
             if paths is not None:
                 paths.discard(rel)
