@@ -46,7 +46,7 @@ import syncd.ops as ops
 from syncd.errors import MediaError, SampleFileError, SyncdError
 from syncd.runs import RunStore
 from syncd.sample_check import check_sample
-from syncd.sample_index import SampleIndex, SampleInfo
+from syncd.sample_index import SampleIndex, SampleInfo, tag_set
 from syncd.watch import StableFiles
 
 log = logs.get("reconcile")
@@ -293,7 +293,7 @@ class Reconciler:
             tags = sample.get("tags") or []
             if not isinstance(tags, list):
                 raise SampleFileError(f"{path}: 'tags' is not a list")
-            info = SampleInfo(sig, frozenset(t for t in tags if isinstance(t, str)))
+            info = SampleInfo(sig, tag_set(t for t in tags if isinstance(t, str)))
             self.once.clear(rel)
         except SampleFileError as exc:
             # Left untouched and reported once per version of the file.
@@ -334,7 +334,8 @@ class Reconciler:
                              cause_key=self._media_sig(rel), path=os.path.join(self.root, rel))
                 continue
             # ("fresh",) matches no real signature: the next look re-reads the file.
-            self._samples.set(rel, SampleInfo(("fresh",), frozenset(written.get("tags") or ())))
+            self._samples.set(rel, SampleInfo(("fresh",), tag_set(t for t in written.get("tags") or ()
+                                                                   if isinstance(t, str))))
             logs.event(log, "auto-tagged", rule=rule.name, path=rel, tag=rule.tag)
         return waits
 
