@@ -74,13 +74,6 @@ def log(msg: str) -> None:
     print(f"[campaign {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(pred, timeout: float, step: float = 0.1, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
