@@ -58,12 +58,14 @@ def _create_temp(directory: Path, name: str) -> tuple[int, str]:
     raise FileExistsError(f"{directory}: no free temporary file name for {name}")
 
 
-_TEMP_NAME = re.compile(r"^\..+\.([0-9a-f]{1,8})\.[0-9a-f]+\.tmp$")
+# what _create_temp makes for a sample file or a mask: .<name>.json|png.<pid>.<seq+6 random>.tmp
+# (strict, so a hidden file of a user's that merely ends in .tmp is never taken for one)
+_TEMP_NAME = re.compile(r"^\..+\.(?:json|png)\.([0-9a-f]{1,8})\.[0-9a-f]{7,}\.tmp$")
 
 
 def remove_dead_temps(directory: str | os.PathLike) -> int:
-    """Delete temporary files in ``directory`` left by writers that no longer run (killed
-    between writing and renaming); returns how many. A temp file of a live process (this one
+    """Delete syncd's temporary sample-file and mask files in ``directory`` left by writers
+    that no longer run (killed between writing and renaming); returns how many. A temp file of a live process (this one
     included) is never touched. Staged writes keep more temp files open at once than single
     writes did, so a kill leaves more of them: loading sweeps the directories it writes to."""
     removed = 0

@@ -116,10 +116,10 @@ def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_p
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     dead_pid = int(dead.stdout)
-    left = tmp_path / "s" / f".img00.jpg.json.{dead_pid:x}.1a2b3c.tmp"
+    left = tmp_path / "s" / f".img00.jpg.json.{dead_pid:x}.1a2b3c4.tmp"
     left.write_text("{half a sample")
     live = stage_bytes(tmp_path / "s" / "other.json", b"{}")   # this process: still writing
-    unrelated = tmp_path / "s" / ".notes.tmp"
+    unrelated = tmp_path / "s" / f".notes.{dead_pid:x}.1a2b3c4.tmp"   # not a sample file's temp
     unrelated.write_text("a user's file")
     try:
         with CVATClient(fakecvat.url, username="admin", password="admin") as client:
