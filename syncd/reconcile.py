@@ -158,6 +158,7 @@ class Reconciler:
         self._dirty_lock = threading.Lock()
         self._full_at = float("-inf")
         self.full_scan_seconds = 0.0  # how long the last walk of the whole root took
+        self.full_scans = 0           # how many walks of the whole root so far
 
     # -- outside signals ------------------------------------------------------------------------
 
@@ -219,6 +220,7 @@ class Reconciler:
                     found[rel] = info
             self._samples.replace(found)
             self.full_scan_seconds = time.monotonic() - started
+            self.full_scans += 1
             for rel in [r for r in self._refused if r not in found]:
                 del self._refused[rel]  # gone from disk: forget
         else:

@@ -128,10 +128,15 @@ class _Handler(FileSystemEventHandler):
 
 class Watcher:
     """Watch ``root`` recursively; call ``on_change`` with debounced media paths, and with
-    ``None`` for a periodic full rescan. ``start()``/``stop()``; usable as a context manager."""
+    ``None`` for a periodic full rescan. ``start()``/``stop()``; usable as a context manager.
+
+    ``rescan_interval`` None: no periodic rescans until the owner sets one (the daemon does,
+    after its first walk of the root, from what that walk cost); ``rescanned()`` tells the
+    watcher the owner has just walked the root, so the next periodic rescan is a whole
+    interval away."""
 
     def __init__(self, root, on_change: OnChange, *, debounce: float = 0.5,
-                 rescan_interval: float = 60.0, use_observer: bool = True,
+                 rescan_interval: float | None = 60.0, use_observer: bool = True,
                  stable: StableFiles | None = None):
         self.root = os.path.realpath(root)
         self.stable = stable  # told about finished writes (see the module doc's fast path)
@@ -141,6 +146,7 @@ class Watcher:
         self.use_observer = use_observer
         self._pending: dict[str, float] = {}
         self._rescan = False
+        self._last_rescan = time.monotonic()
         self._cond = threading.Condition()
         self._stop = False
         self._observer = None
@@ -177,6 +183,14 @@ class Watcher:
     def request_rescan(self) -> None:
         with self._cond:
             self._rescan = True
+            self._cond.notify()
+
+    def rescanned(self, interval: float | None = None) -> None:
+        """The owner walked the whole root just now; ``interval``: the new rescan interval."""
+        with self._cond:
+            self._last_rescan = time.monotonic()
+            if interval is not None:
+                self.rescan_interval = interval
             self._cond.notify()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -220,7 +234,6 @@ class Watcher:
         return self._observer is not None and self._observer.is_alive()
 
     def _run(self) -> None:
-        last_rescan = time.monotonic()
         while True:
             with self._cond:
                 while True:
@@ -228,12 +241,13 @@ class Watcher:
                         return
                     now = time.monotonic()
                     # read each time: the owner may retune the interval (e.g. to the root's size)
-                    next_rescan = last_rescan + self.rescan_interval
+                    interval = self.rescan_interval
+                    next_rescan = None if interval is None else self._last_rescan + interval
                     due = [p for p, t in self._pending.items() if now - t >= self.debounce]
-                    rescan = self._rescan or now >= next_rescan
+                    rescan = self._rescan or (next_rescan is not None and now >= next_rescan)
                     if due or rescan:
                         break
-                    waits = [next_rescan - now]
+                    waits = [60.0] if next_rescan is None else [next_rescan - now]
                     waits += [self.debounce - (now - t) for t in self._pending.values()]
                     self._cond.wait(max(0.01, min(waits)))
                 for p in due:
@@ -241,7 +255,7 @@ class Watcher:
                 self._rescan = False
                 if rescan or "\0rescan" in due:
                     rescan = True
-                    last_rescan = now
+                    self._last_rescan = now
             # Call out without holding the lock: the callback may be slow or re-enter.
             try:
                 if rescan:

@@ -134,6 +134,20 @@ def test_periodic_rescan_and_stop_leaves_no_thread(tmp_path):
     assert threading.active_count() == before
 
 
+def test_no_periodic_rescan_until_the_owner_sets_one_after_its_walk(tmp_path):
+    """The daemon walks the root first and only then paces periodic rescans: a rescan queued
+    during a long first walk made it walk a 1M-media root again right away."""
+    seen = Seen()
+    w = Watcher(tmp_path, seen, debounce=0.05, rescan_interval=None).start()
+    try:
+        time.sleep(0.6)
+        assert seen.rescans == 0
+        w.rescanned(0.2)   # "I just walked it; rescan every 0.2 s from now"
+        assert seen.wait_for(lambda s: s.rescans >= 1, timeout=5)
+    finally:
+        w.stop()
+
+
 def test_new_directory_triggers_rescan(watched):
     root, seen, _ = watched
     (root / "batch").mkdir()
