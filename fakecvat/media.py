@@ -66,8 +66,7 @@ def probe_image_bytes(data: bytes, name: str) -> tuple[int, int]:
     a 1000-image task's processing. Anything this reader does not understand goes to Pillow.
     """
     if data[:2] == b"\xff\xd8":
-        size = _jpeg_or_png_size(io.BytesIO(data))
-        scan = _jpeg_first_scan(data)
+        size, scan = _jpeg_markers(data)
         if size and scan is not None and (Image.MAX_IMAGE_PIXELS is None
                                           or size[0] * size[1] <= Image.MAX_IMAGE_PIXELS):
             if data.find(b"\xff\xd9", scan) < 0:
@@ -97,13 +96,20 @@ def _probe_with_pillow(fp, name: str) -> tuple[int, int]:
         raise MediaError(f"Unable to read the image file {name}: {e}") from e
 
 
-def _jpeg_first_scan(data: bytes) -> int | None:
-    """Offset of the first scan's entropy-coded data (after the SOS segment), or None when the
-    marker segments before it cannot be walked (the caller then asks Pillow)."""
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _jpeg_markers(data: bytes) -> tuple[tuple[int, int] | None, int | None]:
+    """Walk a JPEG's marker segments from the start of ``data``: (the size its start-of-frame
+    states, the offset where its first scan's entropy-coded data begins); either is None when
+    not found in ``data`` or when the segments cannot be walked (the caller then asks Pillow)."""
+    size = None
     pos, end = 2, len(data)
     while pos + 4 <= end:
         if data[pos] != 0xFF:
-            return None
+            return size, None
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
@@ -111,20 +117,22 @@ def _jpeg_first_scan(data: bytes) -> int | None:
         if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
             pos += 2
             continue
-        if marker == 0xD9:
-            return None
+        if marker == 0xD9:  # end of image before any scan
+            return size, None
         length = int.from_bytes(data[pos + 2:pos + 4], "big")
         if length < 2:
-            return None
+            return size, None
+        if marker in _SOF and size is None:
+            if length < 8 or pos + 9 > end:
+                return None, None
+            h, w = int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big")
+            if w <= 0 or h <= 0:
+                return None, None
+            size = (w, h)
         pos += 2 + length
         if marker == 0xDA:
-            return pos if pos <= end else None
-    return None
-
-
-# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size
-_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+            return size, (pos if pos <= end else None)
+    return size, None
 
 
 def probe_image_header(path: str | Path, name: str | None = None) -> tuple[int, int]:
@@ -152,38 +160,21 @@ def probe_image_header(path: str | Path, name: str | None = None) -> tuple[int, 
 
 def _jpeg_or_png_size(f) -> tuple[int, int] | None:
     """The size a JPEG's start-of-frame or a PNG's IHDR states, or None (not one of those, or
-    not a header read this simply: the caller asks Pillow)."""
-    head = f.read(24)
+    not a header read this simply, e.g. a frame header behind more than 64 KiB of metadata:
+    the caller asks Pillow)."""
+    head = f.read(4096)  # the frame header is usually within the first few hundred bytes
     if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
         w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
         return (w, h) if w > 0 and h > 0 else None
     if not head.startswith(b"\xff\xd8"):
         return None
-    pos = 2
-    for _ in range(64):  # segments before the frame header: APPn, DQT, DHT... never many
-        f.seek(pos)
-        seg = f.read(9)
-        if len(seg) < 4 or seg[0] != 0xFF:
-            return None
-        marker = seg[1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-            return None
-        length = int.from_bytes(seg[2:4], "big")
-        if marker in _SOF:
-            if len(seg) < 9 or length < 8:
-                return None
-            h, w = int.from_bytes(seg[5:7], "big"), int.from_bytes(seg[7:9], "big")
-            return (w, h) if w > 0 and h > 0 else None
-        if length < 2:
-            return None
-        pos += 2 + length
-    return None
+    size = _jpeg_markers(head)[0]
+    if size is None and len(head) == 4096:  # behind EXIF/ICC metadata: look further
+        size = _jpeg_markers(head + f.read(HEADER_BYTES - 4096))[0]
+    return size
+
+
+HEADER_BYTES = 64 * 1024
 
 
 def load_image(path: str | Path) -> Image.Image:
