@@ -1,20 +1,20 @@
-"""The dataset directory on disk (SPEC §2): media discovery, sample files, metadata, masks.
+"""The dataset directory on disk (SPEC §2): media discovery, paths, sample files.
 
 Media live anywhere below the root; beside each one sits ``<media name>.json``, a FiftyOne sample
 dict. Sample files are shared with people and other tools, so every write here is a
 read-modify-write that re-checks the file just before the atomic rename and re-applies the change
 if somebody else wrote in between (``update_sample``); unknown keys always survive. Paths handed
 in from outside go through ``safe_rel`` so nothing is ever read or written outside the root.
+A media file's metadata and hash are ``media_metadata``'s job; mask PNGs are ``mask_files``'.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import json
 import os
-import posixpath
-import re
 import stat
 import threading
 from pathlib import Path
@@ -22,35 +22,27 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from syncd.atomic import Staged, dumps_json, fsync_dir, stage_bytes, write_bytes_atomic
-from syncd.errors import MediaError, SampleFileError, SyncdError
+from syncd.atomic import Staged, dumps_json, stage_bytes, write_bytes_atomic
+from syncd.errors import SampleFileError, SyncdError
+# IMAGE_EXTS .. content_hash are re-exported: callers (tests, bench, tools) use ``dataset.<name>``
+from syncd.media_metadata import (IMAGE_EXTS, MAX_IMAGE_PIXELS, MEDIA_EXTS, VIDEO_EXTS, compute_metadata,
+                                  content_hash, media_ext)
 from syncd.sample_check import check_depth, check_sample
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-VIDEO_EXTS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm"})
-MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
+__all__ = [
+    "IMAGE_EXTS", "MAX_IMAGE_PIXELS", "MAX_PATH_BYTES", "MEDIA_EXTS", "SAMPLE_SUFFIX", "UPDATE_RETRIES",
+    "VIDEO_EXTS", "PreparedUpdate", "commit_update", "compute_metadata", "content_hash", "discover",
+    "finish_staged_update", "is_media", "new_sample", "prepare_update", "read_sample", "safe_rel",
+    "sample_file", "set_tags", "stage_update", "update_sample",
+]  # and the mask names at the bottom
 
 SAMPLE_SUFFIX = ".json"
-MASKS_DIR = ".masks"  # hidden, so discovery never mistakes mask PNGs for media
-# Decompression-bomb guard, checked from the header before anything decodes pixels.
-MAX_IMAGE_PIXELS = 1 << 28  # 268M pixels, e.g. 16384 x 16384
 UPDATE_RETRIES = 20
 MAX_PATH_BYTES = 4000  # below PATH_MAX (4096) with room for the root and ".json"
-
-_VIDEO_MIME = {".mp4": "video/mp4", ".mov": "video/quicktime", ".avi": "video/x-msvideo",
-               ".mkv": "video/x-matroska", ".webm": "video/webm"}
-_IMAGE_MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
-               ".bmp": "image/bmp", ".gif": "image/gif", ".webp": "image/webp",
-               ".tif": "image/tiff", ".tiff": "image/tiff"}
-_NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 # ---------------------------------------------------------------------------------------------
 # Discovery
-
-
-def _ext(name: str) -> str:
-    return posixpath.splitext(name)[1].lower()
 
 
 def is_media(rel: str) -> bool:
@@ -58,7 +50,7 @@ def is_media(rel: str) -> bool:
     parts = str(rel).replace(os.sep, "/").split("/")
     if any(p.startswith(".") for p in parts if p):
         return False
-    return _ext(parts[-1]) in MEDIA_EXTS
+    return media_ext(parts[-1]) in MEDIA_EXTS
 
 
 def _utf8_ok(name: str) -> bool:
@@ -110,11 +102,11 @@ def discover(root) -> Iterator[str]:
                         continue
                     if os.path.isdir(target):
                         walk(entry.path, rel + "/")
-                    elif os.path.isfile(target) and _ext(name) in MEDIA_EXTS:
+                    elif os.path.isfile(target) and media_ext(name) in MEDIA_EXTS:
                         found.append(rel)
                 elif entry.is_dir(follow_symlinks=False):
                     walk(entry.path, rel + "/")
-                elif _ext(name) in MEDIA_EXTS and entry.is_file(follow_symlinks=False):
+                elif media_ext(name) in MEDIA_EXTS and entry.is_file(follow_symlinks=False):
                     found.append(rel)
             except OSError:
                 continue
@@ -430,241 +422,14 @@ def set_tags(root, rel, add: Iterable[str] = (), remove: Iterable[str] = ()) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# Media
+# Names that moved to mask_files, still reachable as ``dataset.<name>``. Resolved on first use:
+# mask_files imports this module for its path checks, so a top-level import here would be a cycle.
+
+_MOVED_TO_MASK_FILES = frozenset({"MASKS_DIR", "mask_rel", "write_mask", "write_masks", "read_mask"})
+__all__ += sorted(_MOVED_TO_MASK_FILES)
 
 
-def content_hash(path) -> str:
-    """Hex sha256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError as exc:
-        raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
-    return h.hexdigest()
-
-
-def compute_metadata(path) -> dict:
-    """FiftyOne ``ImageMetadata`` / ``VideoMetadata`` dict of a media file (MediaError if not)."""
-    path = Path(path)
-    ext = _ext(path.name)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise MediaError(f"{path}: cannot read media: {exc.strerror}") from None
-    if not path.is_file():
-        raise MediaError(f"{path}: not a regular file")
-    if size == 0:
-        raise MediaError(f"{path}: empty file (0 bytes)")
-    if ext in IMAGE_EXTS:
-        return _image_metadata(path, ext, size)
-    if ext in VIDEO_EXTS:
-        return _video_metadata(path, ext, size)
-    raise MediaError(f"{path}: not a supported media type ({ext or 'no extension'})")
-
-
-def _open_image(path: Path):
-    """Open an image lazily (header only) with the bomb guard; MediaError on failure."""
-    import warnings
-
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except Image.DecompressionBombError:
-        raise MediaError(f"{path}: image too large (decompression bomb guard)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise MediaError(f"{path}: cannot read image: {exc}") from None
-    w, h = img.size
-    if w <= 0 or h <= 0:
-        img.close()
-        raise MediaError(f"{path}: image has no pixels ({w}x{h})")
-    if w * h > MAX_IMAGE_PIXELS:
-        img.close()
-        raise MediaError(f"{path}: image too large ({w}x{h} pixels exceeds {MAX_IMAGE_PIXELS})")
-    return img
-
-
-DECODE_CHECK_PIXELS = 1 << 26  # above this, decoding to check would cost too much memory
-
-
-def _check_decodes(path: Path, img) -> None:
-    """Refuse truncated/corrupt pixel data, which the header alone does not reveal.
-
-    JPEG decodes in draft mode (1/8 scale, still reads the whole stream); PNG ``verify`` checks
-    every chunk without inflating pixels; other formats decode when small enough.
-    """
-    w, h = img.size
-    try:
-        if img.format == "PNG":
-            img.verify()
-            return
-        if img.format == "JPEG":
-            img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
-        elif w * h > DECODE_CHECK_PIXELS:
-            return
-        img.load()
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise MediaError(f"{path}: cannot decode image: {exc}") from None
-
-
-def _image_metadata(path: Path, ext: str, size: int) -> dict:
-    from PIL import Image
-
-    with _open_image(path) as img:
-        width, height = img.size
-        channels = len(img.getbands())
-        mime = Image.MIME.get(img.format or "", _IMAGE_MIME[ext])
-        _check_decodes(path, img)
-    return {"_cls": "ImageMetadata", "size_bytes": size, "mime_type": mime,
-            "width": width, "height": height, "num_channels": channels}
-
-
-def _video_metadata(path: Path, ext: str, size: int) -> dict:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            fmt = container.format.name
-            if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg probes content: a JPEG named .mp4
-                raise MediaError(f"{path}: cannot read video: the file holds a still image ({fmt})")
-            if not container.streams.video:
-                # FFmpeg drops streams whose codec it does not know: say so, not just "none"
-                raise MediaError(f"{path}: no video stream (none in the file, or its codec is "
-                                 f"not supported)")
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            fps = float(rate) if rate else 0.0
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            else:
-                duration = 0.0
-            declared = stream.frames
-            # Count packets (demux only, no decode): Matroska/WebM store no frame count, and a
-            # truncated MP4 still declares every frame in its header.
-            frames = sum(1 for p in container.demux(stream) if p.size)
-            if declared and frames < declared:
-                raise MediaError(f"{path}: the video is truncated or damaged: {frames} of its "
-                                 f"{declared} frames are in the file")
-            if not frames:
-                raise MediaError(f"{path}: the video has no frames")
-            # CVAT decodes every frame: a file whose first frame does not decode (unsupported
-            # codec, damaged data) is refused here, naming the file, not later by the server
-            container.seek(0)
-            if next(container.decode(stream), None) is None:
-                raise MediaError(f"{path}: cannot decode the video's first frame")
-    except MediaError:
-        raise
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(f"{path}: cannot read video: {exc}") from None
-    if not width or not height:
-        raise MediaError(f"{path}: video has no frame size")
-    if not duration and fps and frames:
-        duration = frames / fps
-    return {"_cls": "VideoMetadata", "size_bytes": size, "mime_type": _VIDEO_MIME[ext],
-            "frame_width": width, "frame_height": height, "frame_rate": fps,
-            "total_frame_count": int(frames), "duration": duration}
-
-
-# ---------------------------------------------------------------------------------------------
-# Masks: <dir>/.masks/<media name>/<field>/<label_id>.png, relative to the root
-
-
-def mask_rel(rel_media: str, field: str, label_id: str) -> str:
-    """Where the mask of ``label_id`` in ``field`` of media ``rel_media`` lives (relative)."""
-    for what, value in (("field", field), ("label id", label_id)):
-        if not isinstance(value, str) or not _NAME_PART.match(value) or ".." in value:
-            raise MediaError(f"{rel_media}: unusable mask {what} {value!r}")
-    directory, name = posixpath.split(rel_media)
-    return posixpath.join(directory, MASKS_DIR, name, field, f"{label_id}.png")
-
-
-def _mask_png(rel: str, array) -> bytes:
-    """A mask array encoded as PNG (MediaError naming ``rel`` if it cannot be one)."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    arr = np.asarray(array)
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or arr.size == 0:
-        raise MediaError(f"{rel}: mask must be HxW or HxWx3/4, got shape {arr.shape}")
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
-    elif arr.dtype.kind in "iu":
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or hi > 65535 or (arr.ndim == 3 and hi > 255):
-            raise MediaError(f"{rel}: mask values {lo}..{hi} do not fit a PNG")
-        arr = arr.astype(np.uint8 if hi <= 255 else np.uint16)
-    else:
-        raise MediaError(f"{rel}: mask dtype {arr.dtype} is not bool or integer")
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def write_mask(root, rel_media, field: str, label_id: str, array) -> str:
-    """Write a 2-D mask (bool, or integer class ids) or an RGB(A) mask as PNG; return its path.
-
-    Bool masks are stored as 0/255 greyscale; ``read_mask`` gives uint8 back, so callers that
-    want bool use ``mask > 0`` (as FiftyOne does for instance masks).
-    """
-    return write_masks(root, rel_media, field, [(label_id, array)])[0]
-
-
-def write_masks(root, rel_media, field: str, masks: list[tuple[str, object]]) -> list[str]:
-    """``write_mask`` for several labels of one field of one sample: they share a directory,
-    so it is created and checked (realpath) once and fsynced once after every file is in place
-    (each file is still written atomically: temp file, fsync, rename). Returns the paths, in
-    order. The directory checks are what a mask costs most; this matters at 20 masks a sample.
-    """
-    rel_media = safe_rel(root, rel_media)
-    rels = [mask_rel(rel_media, field, lid) for lid, _ in masks]
-    if not rels:
-        return []
-    datas = [_mask_png(rel, array) for rel, (_, array) in zip(rels, masks)]
-    directory = Path(root) / posixpath.dirname(rels[0])
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        # re-check now that the directories exist (a planted symlink escapes)
-        _check_inside(root, posixpath.dirname(rels[0]), repr(rels[0]))
-        for rel, data in zip(rels, datas):
-            target = Path(root) / rel
-            try:  # the file itself can lead elsewhere only as a symlink: one lstat, not a realpath
-                if stat.S_ISLNK(os.lstat(target).st_mode):
-                    _check_inside(root, rel, repr(rel))
-            except FileNotFoundError:
-                pass
-            write_bytes_atomic(target, data, sync_dir=False)
-        fsync_dir(directory)
-    except OSError as exc:
-        raise MediaError(f"{directory}: cannot write mask: {exc.strerror or exc}") from None
-    return rels
-
-
-def read_mask(root, mask_path):
-    """Read a mask PNG (path relative to the root, or absolute inside it) into a numpy array."""
-    import numpy as np
-
-    p = os.fspath(mask_path)
-    if isinstance(p, str) and os.path.isabs(p):
-        root_real = os.path.realpath(root)
-        real = os.path.realpath(p)
-        if not real.startswith(root_real + os.sep):
-            raise SampleFileError(f"{p!r}: mask path leads outside the dataset root {root}")
-        p = os.path.relpath(real, root_real)
-    rel = safe_rel(root, p)
-    path = Path(root) / rel
-    if not path.is_file():
-        raise MediaError(f"{path}: mask file not found")
-    with _open_image(path) as img:
-        try:
-            return np.asarray(img)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise MediaError(f"{path}: cannot decode mask: {exc}") from None
+def __getattr__(name: str):
+    if name in _MOVED_TO_MASK_FILES:
+        return getattr(importlib.import_module("syncd.mask_files"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

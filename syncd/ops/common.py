@@ -5,9 +5,9 @@ import hashlib
 import posixpath
 from pathlib import Path
 
-from .. import dataset
 from ..errors import MediaError
 from ..ids import is_object_id
+from ..media_metadata import VIDEO_EXTS, content_hash
 from ..runs import RunStore
 from ..schema import FieldSchema
 
@@ -17,7 +17,7 @@ LABEL_ID_ATTR = "label_id"
 
 def is_video(rel: str) -> bool:
     # string ops, not Path(rel).suffix: called a few times per sample of every run
-    return posixpath.splitext(str(rel))[1].lower() in dataset.VIDEO_EXTS
+    return posixpath.splitext(str(rel))[1].lower() in VIDEO_EXTS
 
 
 def as_list(v) -> list:
@@ -69,7 +69,7 @@ def media_changed(root, rel: str, run: dict) -> str | None:
         return "media deleted while in annotation"
     want = run.get("hashes", {}).get(rel)
     try:
-        if want and dataset.content_hash(path) != want:
+        if want and content_hash(path) != want:
             return "media changed while in annotation (content hash differs); merge by hand or re-annotate"
     except MediaError as e:
         return str(e)

@@ -33,7 +33,7 @@ _lock = threading.Lock()
 
 
 def sha256_file(path) -> str:
-    """Hex sha256 of a file's bytes (``dataset.content_hash``, read into one reused buffer)."""
+    """Hex sha256 of a file's bytes (``media_metadata.content_hash``, read into one reused buffer)."""
     try:
         with open(path, "rb") as f:
             return hashlib.file_digest(f, "sha256").hexdigest()

@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from .. import dataset
+from .. import dataset, mask_files
 from ..atomic import fsync_dir, remove_dead_temps, write_bytes_atomic
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
 from ..ids import label_id
@@ -354,7 +354,7 @@ def _current_mask_paths(root, rel: str, fields: dict) -> dict[tuple[str, str], s
             except SampleFileError:
                 continue  # absolute or outside the root: never written to; a new file is made
             if not checked.lower().endswith(".png") or any(
-                    p.startswith(".") and p != dataset.MASKS_DIR for p in checked.split("/")):
+                    p.startswith(".") and p != mask_files.MASKS_DIR for p in checked.split("/")):
                 # only a PNG is ever overwritten with a mask, never a hidden file such as
                 # syncd's own run records (.syncd/): a sample file is edited by people
                 continue
@@ -382,7 +382,7 @@ def _write_masks(root, rel: str, fields: dict, current: dict | None = None) -> d
     """Masks arrive as numpy arrays under ``mask``; store them as PNGs below the root and refer
     to them by ``mask_path``: the label's existing file if it has one, else a file named after
     the label id, so rewriting is idempotent. New files of one field are written together
-    (``dataset.write_masks``: one directory check and one directory fsync for all of them)."""
+    (``mask_files.write_masks``: one directory check and one directory fsync for all of them)."""
     out = {}
     for field, value in fields.items():
         if isinstance(value, dict):
@@ -393,7 +393,7 @@ def _write_masks(root, rel: str, fields: dict, current: dict | None = None) -> d
             if value.get("_cls") in ("Segmentation", "Detection"):
                 value = _mask_to_path(root, field, value, current, new)
             if new:
-                paths = dataset.write_masks(root, rel, field, [(lid, mask) for _, lid, mask in new])
+                paths = mask_files.write_masks(root, rel, field, [(lid, mask) for _, lid, mask in new])
                 for (label, _, _), path in zip(new, paths):
                     label["mask_path"] = path
         out[field] = value

@@ -12,6 +12,7 @@ from typing import Iterable
 from .. import dataset
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
 from ..labels.video import check_frame_settings, check_step_with_tracks
+from ..media_metadata import compute_metadata
 from ..runs import RunStore
 from ..schema import SchemaError, build_schema
 from . import hashing
@@ -208,7 +209,7 @@ def _check_sample(root, rel: str, doc: dict | None = None, *, full: bool = True)
         if is_video(rel) or not _metadata_matches(doc.get("metadata"), st) or not os.access(media, os.R_OK):
             if not full:
                 return rel, doc, None
-            metadata = dataset.compute_metadata(media)  # also refuses media that cannot be decoded
+            metadata = compute_metadata(media)  # also refuses media that cannot be decoded
             if not isinstance(doc.get("metadata"), dict) or "_cls" not in doc["metadata"]:
                 # like FiftyOne's compute_metadata() before annotate(): the sample gains its metadata
                 doc = dataset.update_sample(root, rel, lambda d: d.update(metadata=d.get("metadata") or metadata))

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import syncd.dataset as dataset
+import syncd.media_metadata as media_metadata
 from syncd.atomic import write_bytes_atomic, write_json_atomic
 from syncd.errors import MediaError, SampleFileError, SyncdError
 
@@ -140,7 +141,7 @@ def test_bad_media_raise_media_error_naming_file(tmp_path):
 
 def test_decompression_bomb_guard(tmp_path, monkeypatch):
     make_image(tmp_path / "big.png", (100, 100))
-    monkeypatch.setattr(dataset, "MAX_IMAGE_PIXELS", 5000)
+    monkeypatch.setattr(media_metadata, "MAX_IMAGE_PIXELS", 5000)  # the guard lives there
     with pytest.raises(MediaError, match="too large"):
         dataset.compute_metadata(tmp_path / "big.png")
 

@@ -1,0 +1,172 @@
+"""What syncd knows about one media file: which files are media, their FiftyOne metadata, their hash.
+
+``compute_metadata`` gives the ``ImageMetadata`` / ``VideoMetadata`` dict FiftyOne would compute,
+and refuses (MediaError, one line naming the file) what CVAT could not use: empty, truncated or
+undecodable files, decompression bombs, videos without frames. Nothing here reads or writes
+sample files; ``dataset`` and ``mask_files`` build on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from pathlib import Path
+
+from syncd.errors import MediaError
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+VIDEO_EXTS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm"})
+MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
+
+# Decompression-bomb guard, checked from the header before anything decodes pixels.
+MAX_IMAGE_PIXELS = 1 << 28  # 268M pixels, e.g. 16384 x 16384
+
+_VIDEO_MIME = {".mp4": "video/mp4", ".mov": "video/quicktime", ".avi": "video/x-msvideo",
+               ".mkv": "video/x-matroska", ".webm": "video/webm"}
+_IMAGE_MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
+               ".bmp": "image/bmp", ".gif": "image/gif", ".webp": "image/webp",
+               ".tif": "image/tiff", ".tiff": "image/tiff"}
+
+
+def media_ext(name: str) -> str:
+    """The lower-case extension of a file name (``""`` if none), as the sets above hold them."""
+    return posixpath.splitext(name)[1].lower()
+
+
+def content_hash(path) -> str:
+    """Hex sha256 of a file's bytes, streamed."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
+    return h.hexdigest()
+
+
+def compute_metadata(path) -> dict:
+    """FiftyOne ``ImageMetadata`` / ``VideoMetadata`` dict of a media file (MediaError if not)."""
+    path = Path(path)
+    ext = media_ext(path.name)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read media: {exc.strerror}") from None
+    if not path.is_file():
+        raise MediaError(f"{path}: not a regular file")
+    if size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+    if ext in IMAGE_EXTS:
+        return _image_metadata(path, ext, size)
+    if ext in VIDEO_EXTS:
+        return _video_metadata(path, ext, size)
+    raise MediaError(f"{path}: not a supported media type ({ext or 'no extension'})")
+
+
+def open_image(path: Path):
+    """Open an image lazily (header only) with the bomb guard; MediaError on failure."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise MediaError(f"{path}: image too large (decompression bomb guard)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MediaError(f"{path}: cannot read image: {exc}") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        img.close()
+        raise MediaError(f"{path}: image has no pixels ({w}x{h})")
+    if w * h > MAX_IMAGE_PIXELS:
+        img.close()
+        raise MediaError(f"{path}: image too large ({w}x{h} pixels exceeds {MAX_IMAGE_PIXELS})")
+    return img
+
+
+DECODE_CHECK_PIXELS = 1 << 26  # above this, decoding to check would cost too much memory
+
+
+def _check_decodes(path: Path, img) -> None:
+    """Refuse truncated/corrupt pixel data, which the header alone does not reveal.
+
+    JPEG decodes in draft mode (1/8 scale, still reads the whole stream); PNG ``verify`` checks
+    every chunk without inflating pixels; other formats decode when small enough.
+    """
+    w, h = img.size
+    try:
+        if img.format == "PNG":
+            img.verify()
+            return
+        if img.format == "JPEG":
+            img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
+        elif w * h > DECODE_CHECK_PIXELS:
+            return
+        img.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise MediaError(f"{path}: cannot decode image: {exc}") from None
+
+
+def _image_metadata(path: Path, ext: str, size: int) -> dict:
+    from PIL import Image
+
+    with open_image(path) as img:
+        width, height = img.size
+        channels = len(img.getbands())
+        mime = Image.MIME.get(img.format or "", _IMAGE_MIME[ext])
+        _check_decodes(path, img)
+    return {"_cls": "ImageMetadata", "size_bytes": size, "mime_type": mime,
+            "width": width, "height": height, "num_channels": channels}
+
+
+def _video_metadata(path: Path, ext: str, size: int) -> dict:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            fmt = container.format.name
+            if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg probes content: a JPEG named .mp4
+                raise MediaError(f"{path}: cannot read video: the file holds a still image ({fmt})")
+            if not container.streams.video:
+                # FFmpeg drops streams whose codec it does not know: say so, not just "none"
+                raise MediaError(f"{path}: no video stream (none in the file, or its codec is "
+                                 f"not supported)")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else 0.0
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            else:
+                duration = 0.0
+            declared = stream.frames
+            # Count packets (demux only, no decode): Matroska/WebM store no frame count, and a
+            # truncated MP4 still declares every frame in its header.
+            frames = sum(1 for p in container.demux(stream) if p.size)
+            if declared and frames < declared:
+                raise MediaError(f"{path}: the video is truncated or damaged: {frames} of its "
+                                 f"{declared} frames are in the file")
+            if not frames:
+                raise MediaError(f"{path}: the video has no frames")
+            # CVAT decodes every frame: a file whose first frame does not decode (unsupported
+            # codec, damaged data) is refused here, naming the file, not later by the server
+            container.seek(0)
+            if next(container.decode(stream), None) is None:
+                raise MediaError(f"{path}: cannot decode the video's first frame")
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"{path}: cannot read video: {exc}") from None
+    if not width or not height:
+        raise MediaError(f"{path}: video has no frame size")
+    if not duration and fps and frames:
+        duration = frames / fps
+    return {"_cls": "VideoMetadata", "size_bytes": size, "mime_type": _VIDEO_MIME[ext],
+            "frame_width": width, "frame_height": height, "frame_rate": fps,
+            "total_frame_count": int(frames), "duration": duration}
