@@ -8,16 +8,11 @@ A pass, for every rule of ``syncd.toml``:
 2. gathers the stable samples carrying the rule's trigger tag that no unfinished run holds,
    waits ``batch_window`` seconds after the newest arrival, then plans one run ``<rule>-<n>``;
 
-then, for every unfinished daemon run (one made by a rule): advances its upload until all tasks
-are ready, polls whether all jobs are complete (every ``poll_interval``, or at once after a
-webhook), and loads the labels back. The steps are the ``syncd.ops`` functions the one-shot CLI
-uses; this module only decides *when* to call them.
-
-Failure handling: an error in one run is logged (once per distinct message) and that run is
-retried later with exponential backoff; other runs go on. CVAT unreachable or answering 5xx
-pauses every CVAT call with a global backoff (jitter, capped) and resumes by itself.
-Level-triggered: nothing here depends on which event caused the pass; running it twice in a row
-does nothing the second time.
+then drives every unfinished daemon run (one made by a rule) through CVAT: upload, completion
+polls, loading the labels back (``run_driver.RunDriver``, with the failure backoffs). The steps
+are the ``syncd.ops`` functions the one-shot CLI uses; this module only decides *when* to call
+them. Level-triggered: nothing here depends on which event caused the pass; running it twice in
+a row does nothing the second time.
 
 Cost of a pass (measured in bench/scale.py): with ``incremental`` on (the daemon turns it on
 while its file watcher runs), a pass re-examines only the media paths ``hint()`` named since the
@@ -28,33 +23,32 @@ costs at most a rescan interval. Without ``incremental``, every pass walks the w
 from __future__ import annotations
 
 import errno
-import inspect
 import os
-import random
 import re
 import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import syncd.dataset as dataset
 import syncd.logs as logs
 import syncd.ops as ops
-from syncd.errors import MediaError, SampleFileError, SyncdError
+from syncd.errors import MediaError, SampleFileError
+from syncd.run_driver import (BACKOFF_BASE, BACKOFF_CAP, FINISHED, MAX_UPLOAD_STEPS, UPLOADING, RunDriver,
+                              call_ops, is_cvat_down)
 from syncd.runs import RunStore
 from syncd.sample_check import check_sample
 from syncd.sample_index import SampleIndex, SampleInfo, tag_set
 from syncd.watch import StableFiles
 
+# BACKOFF_BASE .. is_cvat_down moved to run_driver; re-exported for callers of the old names
+__all__ = ["AUTO_TAG_THREADS", "BACKOFF_BASE", "BACKOFF_CAP", "FINISHED", "MAX_UPLOAD_STEPS", "UPLOADING",
+           "Reconciler", "glob_regex", "is_cvat_down"]
+
 log = logs.get("reconcile")
 
-FINISHED = ("loaded", "failed")
-UPLOADING = ("created", "planned", "uploading")
-MAX_UPLOAD_STEPS = 200          # per run per pass; then yield so other runs and signals get a turn
-BACKOFF_BASE, BACKOFF_CAP = 1.0, 300.0
 AUTO_TAG_THREADS = 8            # sample file writes in flight at once (fsync-bound)
 
 
@@ -88,42 +82,10 @@ def glob_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(out) + r"\Z")
 
 
-def is_cvat_down(exc: BaseException) -> bool:
-    """No answer (refused, lost, timed out), a gateway error, or CVAT saying it is overloaded
-    (429/503): the server, not this run, is the problem. A 500/501 or any 4xx stays with the
-    run: it is usually about that run's content and must not stall the others."""
-    status = getattr(exc, "status", "absent")
-    if status is None or status in (429, 502, 503, 504):
-        return True
-    try:
-        import requests
-        return isinstance(exc, (requests.ConnectionError, requests.Timeout))
-    except ImportError:  # pragma: no cover
-        return False
-
-
-def _call(fn: Callable, *args, **kwargs):
-    """Call ``fn`` with only the keyword arguments it accepts (ops grows options over time;
-    an option the current ops does not know must not break the daemon)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return fn(*args, **kwargs)
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(*args, **kwargs)
-
-
-@dataclass
-class _RunState:
-    retry_at: float = 0.0
-    failures: int = 0
-    polled_at: float = float("-inf")
-
-
 class Reconciler:
     """Holds what must survive between passes (in memory only; the truth is on disk and in
-    CVAT): sample-file cache, arrival times, backoffs, what was already reported."""
+    CVAT): sample-file cache, arrival times, what was already reported; the CVAT side's state
+    (backoffs, poll times) is its ``driver``'s."""
 
     def __init__(self, root, config, client_factory: Callable[[], Any], *,
                  stop: threading.Event | None = None, stable: StableFiles | None = None,
@@ -132,9 +94,6 @@ class Reconciler:
         self.config = config
         self.rules = list(config.rules)
         self.poll_interval = float(getattr(config.cvat, "poll_interval", 10.0) or 10.0)
-        self.completion = getattr(config.cvat, "completion", "completed") or "completed"
-        self._client_factory = client_factory
-        self._client = None
         self.stop = stop or threading.Event()
         self.stable = stable or StableFiles(quiet=1.0)
         self.clock = clock
@@ -146,11 +105,10 @@ class Reconciler:
         # Samples plan_run refused (bad media/sample file), with the file versions it saw: not
         # offered again until one of the files changes (else every pass would burn a run key).
         self._refused: dict[str, tuple] = {}
-        self._runs: dict[str, _RunState] = {}
-        self._cvat_retry_at = 0.0
-        self._cvat_failures = 0
-        self._poked = threading.Event()
-        self.on_project: Callable[[int], None] | None = None  # webhooks hook: project seen
+        self.driver = RunDriver(
+            self.root, self.store, client_factory, poll_interval=self.poll_interval,
+            completion=getattr(config.cvat, "completion", "completed") or "completed",
+            stop=self.stop, clock=self.clock, once=self.once, report=self._report)
         # Incremental scans: paths hinted since the last pass (None inside = walk everything).
         self.incremental = False
         self.full_rescan = 300.0
@@ -176,7 +134,24 @@ class Reconciler:
 
     def poke(self) -> None:
         """Something changed in CVAT (webhook): poll runs now, not at the next poll interval."""
-        self._poked.set()
+        self.driver.poke()
+
+    def cvat_ready(self) -> bool:
+        """False while CVAT calls are paused by the outage backoff."""
+        return self.driver.cvat_ready()
+
+    def projects(self) -> set[int]:
+        """CVAT project ids of unfinished daemon runs (for webhook registration)."""
+        return self.driver.projects()
+
+    @property
+    def on_project(self) -> Callable[[int], None] | None:
+        """Webhooks hook: called with a CVAT project id once a run's upload is done."""
+        return self.driver.on_project
+
+    @on_project.setter
+    def on_project(self, hook: Callable[[int], None] | None) -> None:
+        self.driver.on_project = hook
 
     # -- the pass -------------------------------------------------------------------------------
 
@@ -197,7 +172,7 @@ class Reconciler:
             waits += self._gather(rule, active)
         if self.stop.is_set():
             return 0.0
-        waits += self._drive_runs()
+        waits += self.driver.drive()
         return max(0.0, min(waits)) if waits else None
 
     # -- dataset side -----------------------------------------------------------------------
@@ -372,8 +347,8 @@ class Reconciler:
             return waits + ([left] if left > 0 else [])
         if waits:
             return waits  # some tagged media are still being written: wait for the whole batch
-        if not self._cvat_ready():
-            return [self._cvat_retry_at - self.clock()]
+        if not self.driver.cvat_ready():
+            return [self.driver.retry_in()]
         self._plan(rule, sorted(ready))
         return [0.0]  # drive the new run right away
 
@@ -392,7 +367,7 @@ class Reconciler:
         opts.update(url=cvat.url or None,
                     share_root=str(cvat.share_root) if getattr(cvat, "share_root", None) else None)
         try:
-            record = _call(ops.plan_run, self.root, key, samples, store=self.store, **opts)
+            record = call_ops(ops.plan_run, self.root, key, samples, store=self.store, **opts)
         except Exception as exc:
             self._report(f"plan:{rule.name}", "cannot plan run", exc, key=key,
                          samples=len(samples), cause_key=tuple(samples))
@@ -413,150 +388,6 @@ class Reconciler:
         """What must change for a refused sample to be tried again: its media and its file."""
         info = self._samples.get(rel)
         return (self._media_sig(rel), info.sig if info else None)
-
-    # -- CVAT side ----------------------------------------------------------------------------
-
-    def cvat_ready(self) -> bool:
-        """False while CVAT calls are paused by the outage backoff."""
-        return self.clock() >= self._cvat_retry_at
-
-    _cvat_ready = cvat_ready
-
-    def _client_or_none(self):
-        if self._client is None:
-            self._client = self._client_factory()
-        return self._client
-
-    def _cvat_failed(self, exc: BaseException, **fields) -> None:
-        self._cvat_failures += 1
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(self._cvat_failures - 1, 16))
-        delay *= random.uniform(0.5, 1.0)  # jitter: many daemons must not retry in lockstep
-        self._cvat_retry_at = self.clock() + delay
-        if self.once.first("cvat", str(exc)):
-            logs.event(log, "CVAT unreachable, backing off", level=30, cause=str(exc),
-                       retry_in=round(delay, 1), **fields)
-
-    def _cvat_ok(self) -> None:
-        if self._cvat_failures:
-            logs.event(log, "CVAT reachable again", failures=self._cvat_failures)
-            self.once.clear("cvat")
-        self._cvat_failures = 0
-
-    def _drive_runs(self) -> list[float]:
-        try:
-            runs = [r for r in self.store.list()
-                    if r.get("status") not in FINISHED and (r.get("config") or {}).get("rule")]
-        except Exception as exc:
-            self._report("runs", "cannot read run records", exc)
-            return [self.poll_interval]
-        if not runs:
-            self._poked.clear()
-            return []
-        if not self._cvat_ready():
-            return [self._cvat_retry_at - self.clock()]
-        try:
-            client = self._client_or_none()
-        except Exception as exc:
-            self._cvat_failed(exc)
-            return [self._cvat_retry_at - self.clock()]
-        poked = self._poked.is_set()
-        self._poked.clear()
-        waits = []
-        for run in runs:
-            if self.stop.is_set():
-                return [0.0]
-            if not self._cvat_ready():
-                waits.append(self._cvat_retry_at - self.clock())
-                break
-            wait = self._drive_one(client, run, poked)
-            if wait is not None:
-                waits.append(wait)
-        return waits
-
-    def _drive_one(self, client, run: dict, poked: bool) -> float | None:
-        key = run["key"]
-        state = self._runs.setdefault(key, _RunState())
-        now = self.clock()
-        if now < state.retry_at:
-            return state.retry_at - now
-        try:
-            status = run.get("status")
-            if status in UPLOADING:
-                for _ in range(MAX_UPLOAD_STEPS):
-                    done = _call(ops.advance_upload, client, self.root, key, store=self.store)
-                    # A step went through: CVAT answers. Without this, sporadic failures during
-                    # a long upload added up and the outage backoff grew toward its cap.
-                    self._cvat_ok()
-                    if done:
-                        break
-                    if self.stop.is_set():
-                        return 0.0
-                else:
-                    return 0.5  # not ready yet (CVAT still processing): look again soon
-                logs.event(log, "run uploaded", key=key, tasks=self._task_ids(key))
-                self._notify_project(key)
-                state.polled_at = float("-inf")  # check completion once right away
-            elif status != "loading":
-                if not poked and now - state.polled_at < self.poll_interval:
-                    return self.poll_interval - (now - state.polled_at)
-            state.polled_at = self.clock()
-            if status != "loading" and not _call(ops.is_complete, client, self.root, key,
-                                                 completion=self.completion, store=self.store):
-                state.failures = 0
-                self._cvat_ok()
-                return self.poll_interval
-            if self.once.first(f"loading:{key}", True):
-                logs.event(log, "run complete, loading labels", key=key)
-            summary = _call(ops.load_run, client, self.root, key, unexpected="keep", store=self.store)
-            owed = (summary or {}).get("skipped") or {}
-            if owed:
-                # load_run kept the run "loading" (their labels are only in CVAT): report it
-                # once and retry with the backoff until the files are fixed
-                raise SyncdError(f"run '{key}': {len(owed)} sample(s) not merged yet, their labels "
-                                 "stay in CVAT until fixed: " + "; ".join(
-                                     f"{why}" for why in list(owed.values())[:3]))
-            logs.event(log, "run loaded", key=key)
-            self._runs.pop(key, None)
-            self.once.clear(f"run:{key}")
-            self.once.clear(f"loading:{key}")
-            self._cvat_ok()
-            return None
-        except Exception as exc:
-            if is_cvat_down(exc):
-                self._cvat_failed(exc, key=key)
-                return self._cvat_retry_at - self.clock()
-            state.failures += 1
-            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(state.failures - 1, 16))
-            delay *= random.uniform(0.5, 1.0)
-            state.retry_at = self.clock() + delay
-            self._report(f"run:{key}", "run step failed, will retry", exc, key=key,
-                         retry_in=round(delay, 1))
-            return delay
-
-    def _task_ids(self, key: str) -> list[int]:
-        try:
-            return list(ops.task_ids_of(self.root, key, store=self.store))
-        except Exception:
-            return []
-
-    def _notify_project(self, key: str) -> None:
-        if self.on_project is None:
-            return
-        try:
-            project = (self.store.get(key).get("project") or {}).get("id")
-            if project:
-                self.on_project(int(project))
-        except Exception as exc:
-            self._report(f"webhook:{key}", "cannot register webhook", exc)
-
-    def projects(self) -> set[int]:
-        """CVAT project ids of unfinished daemon runs (for webhook registration)."""
-        out = set()
-        for r in self.store.list():
-            pid = (r.get("project") or {}).get("id") if isinstance(r.get("project"), dict) else None
-            if pid and r.get("status") not in FINISHED:
-                out.add(int(pid))
-        return out
 
     # -- reporting ----------------------------------------------------------------------------
 
