@@ -164,6 +164,6 @@ def start_import(store: Store, *, user: dict, task: dict, job: dict | None, fmt:
             path.unlink(missing_ok=True)
         return None
 
-    op = {"type": f"import:annotations", "target": target, "format": fmt, "project_id": task.get("project_id"),
+    op = {"type": "import:annotations", "target": target, "format": fmt, "project_id": task.get("project_id"),
           "task_id": task["id"], "job_id": job["id"] if job else None}
     return requests.create_request(store, rq_id=rq_id, owner=user, operation=op, policy=policy, run=run)
