@@ -67,7 +67,8 @@ def remove_dead_temps(directory: str | os.PathLike) -> int:
     """Delete syncd's temporary sample-file and mask files in ``directory`` left by writers
     that no longer run (killed between writing and renaming); returns how many. A temp file of a live process (this one
     included) is never touched. Staged writes keep more temp files open at once than single
-    writes did, so a kill leaves more of them: loading sweeps the directories it writes to."""
+    writes did, so a kill leaves more of them: loading a run that an earlier load left part-way
+    sweeps the directories of its samples (``ops.load``)."""
     removed = 0
     try:
         entries = list(os.scandir(directory))

@@ -45,7 +45,12 @@ def load_run(client, root, key: str, *, cleanup: bool | None = None, unexpected:
         # checked before anything starts: merge_sample would raise a bare ValueError per sample
         raise SyncdError(f"run '{key}' has {len(run['config'].get('schema') or {})} fields: dest_field "
                          f"may be a single name only for a one-field run; give {{field: new field}}")
-    if run["status"] != "loaded":
+    if run["status"] == "loading":
+        # an earlier load of this run stopped part-way; if it was killed mid-group, its staged
+        # temporary files are still beside the sample files: drop them (once per load, not per
+        # batch: a directory of 100k samples costs a listing)
+        _sweep_dead_temps(root, run)
+    elif run["status"] != "loaded":
         run = store.update(key, status="loading")
     schema = schema_of(run)
     summary = {"samples": 0, "labels": 0, "flagged": dict(run.get("flagged", {})), "skipped": {}}
@@ -144,12 +149,9 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
     (one directory fsync covers a whole group's renames), and only then is the group recorded as
     merged, with one run-file write. A sample that needs mask files is updated whole in a pool
     thread. A crash inside a group leaves written-but-unrecorded samples, which
-    _with_already_merged merges again without duplicates, and at worst hidden temporary files,
-    which the next write of the same file does not depend on."""
+    _with_already_merged merges again without duplicates, and hidden temporary files, which
+    loading the run again removes (``_sweep_dead_temps``)."""
     trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
-    # a load killed mid-group left staged temporary files beside the sample files: drop them
-    for directory in {os.path.dirname(os.path.join(root, rel)) for rel in todo}:
-        remove_dead_temps(directory)
 
     def change_for(rel, fields):
         sent = run.get("sent", {}).get(rel, {})
@@ -280,6 +282,16 @@ def _discard_staged(fut: Future) -> None:
     kind, value = fut.result()
     if kind == "staged" and value[1] is not None:
         value[1].discard()
+
+
+def _sweep_dead_temps(root, run: dict) -> None:
+    """Remove temporary files that killed writers left in the directories of the run's samples
+    still to be merged (``atomic.remove_dead_temps``)."""
+    merged = set(run.get("merged", []))
+    dirs = {os.path.dirname(os.path.join(root, rel)) for batch in run["batches"]
+            if batch["state"] in ("annotating", "ready") for rel in batch["samples"] if rel not in merged}
+    for directory in dirs:
+        remove_dead_temps(directory)
 
 
 def _resolved(result=None, exc: BaseException | None = None) -> Future:

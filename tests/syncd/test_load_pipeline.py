@@ -105,12 +105,13 @@ def test_instance_masks_are_written_once_per_label_and_reused_on_reload(tmp_path
 
 def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_path, fakecvat):
     """Loading stages many sample files before renaming them; a load killed in between leaves
-    hidden temp files. The next load removes those of dead writers only."""
+    hidden temp files. Loading that run again removes those of dead writers only."""
     import os
     import subprocess
     import sys
 
     from syncd.atomic import stage_bytes
+    from syncd.runs import RunStore
 
     rels = make(tmp_path, 3)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -125,6 +126,8 @@ def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_p
         with CVATClient(fakecvat.url, username="admin", password="admin") as client:
             tid = syncd.annotate(tmp_path, "r", rels, client=client, **OPTS)["tasks"][0]
             draw(fakecvat.url, tid, {0: 1})
+            # what a load killed part-way leaves in the run record (its first write)
+            RunStore(tmp_path).update("r", status="loading")
             syncd.load_annotations(tmp_path, "r", client=client)
         assert not left.exists()
         assert os.path.exists(live.tmp) and unrelated.exists()
