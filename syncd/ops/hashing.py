@@ -4,8 +4,9 @@ A run records the sha256 of each medium so that loading can flag media changed w
 annotation (``common.media_changed``). Hashing 1000 640x480 JPEGs (~43 MB) is ~0.035 s of CPU
 plus reading them. Where the files are uploaded, the upload hashes the very bytes it sends
 (``MultipartStream``), so nothing is read twice: those digests reach ``collect`` as ``sent``.
-Where nothing is read by syncd (zero copy: CVAT reads the share), ``plan_run`` starts the
-hashing in background threads (``start``). Either way each batch, when it is recorded as
+Where nothing is read by syncd (zero copy: CVAT reads the share), and for videos (a big
+one goes by TUS, whose chunks are not hashed), ``plan_run`` starts the hashing in background
+threads (``start``). Either way each batch, when it is recorded as
 "annotating", takes its hashes (``collect``) into that same record write.
 
 (Background hashing for every run cost ~15 % of a 1000-image upload: its threads' GIL

@@ -154,11 +154,13 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     # Which samples already carry labels of the run's fields: only those are read again and
     # exported at upload (a run of new, unlabelled samples skips that pass entirely).
     labelled = [rel for rel, doc in zip(rels, docs) if _carries_labels(doc, schema)]
-    # Media hashes: an upload hashes the bytes it sends; with a share (zero copy, nothing is
-    # read here) they are taken in the background from here on. Either way they are recorded
-    # with each batch's last write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
-    if share_root:
-        hashing.start(root, key, rels)
+    # Media hashes: an upload's multipart stream hashes the bytes it sends; with a share (zero
+    # copy, nothing is read here), and for videos (big ones go by TUS, which does not hash),
+    # they are taken in the background from here on. Either way they are recorded with each
+    # batch's last write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
+    in_background = rels if share_root else [r for r in rels if is_video(r)]
+    if in_background:
+        hashing.start(root, key, in_background)
     try:
         run = store.create(key, config, status="planned", project=None, batches=batches, sent={},
                            hashes={}, merged=[], flagged={}, skipped=skipped, samples=rels,
