@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import json
 import os
 import stat
@@ -34,7 +33,7 @@ __all__ = [
     "VIDEO_EXTS", "PreparedUpdate", "commit_update", "compute_metadata", "content_hash", "discover",
     "finish_staged_update", "is_media", "new_sample", "prepare_update", "read_sample", "safe_rel",
     "sample_file", "set_tags", "stage_update", "update_sample",
-]  # and the mask names at the bottom
+]
 
 SAMPLE_SUFFIX = ".json"
 UPDATE_RETRIES = 20
@@ -419,17 +418,3 @@ def set_tags(root, rel, add: Iterable[str] = (), remove: Iterable[str] = ()) -> 
         sample["tags"] = tags
 
     return update_sample(root, rel, change)
-
-
-# ---------------------------------------------------------------------------------------------
-# Names that moved to mask_files, still reachable as ``dataset.<name>``. Resolved on first use:
-# mask_files imports this module for its path checks, so a top-level import here would be a cycle.
-
-_MOVED_TO_MASK_FILES = frozenset({"MASKS_DIR", "mask_rel", "write_mask", "write_masks", "read_mask"})
-__all__ += sorted(_MOVED_TO_MASK_FILES)
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_MASK_FILES:
-        return getattr(importlib.import_module("syncd.mask_files"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,16 +36,12 @@ import syncd.dataset as dataset
 import syncd.logs as logs
 import syncd.ops as ops
 from syncd.errors import MediaError, SampleFileError
-from syncd.run_driver import (BACKOFF_BASE, BACKOFF_CAP, FINISHED, MAX_UPLOAD_STEPS, UPLOADING, RunDriver,
-                              call_ops, is_cvat_down)
+from syncd.run_driver import RunDriver, call_ops
 from syncd.runs import RunStore
 from syncd.sample_check import check_sample
 from syncd.sample_index import SampleIndex, SampleInfo, tag_set
 from syncd.watch import StableFiles
 
-# BACKOFF_BASE .. is_cvat_down moved to run_driver; re-exported for callers of the old names
-__all__ = ["AUTO_TAG_THREADS", "BACKOFF_BASE", "BACKOFF_CAP", "FINISHED", "MAX_UPLOAD_STEPS", "UPLOADING",
-           "Reconciler", "glob_regex", "is_cvat_down"]
 
 log = logs.get("reconcile")
 

@@ -71,7 +71,8 @@ def test_outage_backoff_starts_over_once_an_upload_step_succeeds(fakecvat, tmp_p
     sporadic 503s added up and the daemon waited longer and longer (seen: 12 s after five
     blips, 5 minutes at the cap) although CVAT answered every other call."""
     from syncd.config import load_config
-    from syncd.reconcile import BACKOFF_BASE, Reconciler
+    from syncd.reconcile import Reconciler
+    from syncd.run_driver import BACKOFF_BASE
 
     (tmp_path / "syncd.toml").write_text(f"""
 [cvat]

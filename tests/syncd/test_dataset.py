@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import syncd.dataset as dataset
+import syncd.mask_files as mask_files
 import syncd.media_metadata as media_metadata
 from syncd.atomic import write_bytes_atomic, write_json_atomic
 from syncd.errors import MediaError, SampleFileError, SyncdError
@@ -269,30 +270,30 @@ def test_masks_round_trip_below_root_and_hidden(tmp_path):
     make_image(tmp_path / "s" / "a.jpg")
     inst = np.zeros((6, 8), bool)
     inst[1:3, 2:5] = True
-    rel = dataset.write_mask(tmp_path, "s/a.jpg", "ground_truth", "65a0c0ffee0000000000abcd", inst)
+    rel = mask_files.write_mask(tmp_path, "s/a.jpg", "ground_truth", "65a0c0ffee0000000000abcd", inst)
     assert rel == "s/.masks/a.jpg/ground_truth/65a0c0ffee0000000000abcd.png"
-    assert np.array_equal(dataset.read_mask(tmp_path, rel) > 0, inst)
+    assert np.array_equal(mask_files.read_mask(tmp_path, rel) > 0, inst)
     seg = np.arange(12, dtype=np.int64).reshape(3, 4) * 20
-    rel2 = dataset.write_mask(tmp_path, "s/a.jpg", "frames.seg", "id2", seg)
-    assert np.array_equal(dataset.read_mask(tmp_path, rel2), seg)
+    rel2 = mask_files.write_mask(tmp_path, "s/a.jpg", "frames.seg", "id2", seg)
+    assert np.array_equal(mask_files.read_mask(tmp_path, rel2), seg)
     wide = np.array([[0, 1000], [65535, 3]])
-    rel3 = dataset.write_mask(tmp_path, "s/a.jpg", "seg", "id3", wide)
-    assert np.array_equal(dataset.read_mask(tmp_path, tmp_path / rel3), wide)
+    rel3 = mask_files.write_mask(tmp_path, "s/a.jpg", "seg", "id3", wide)
+    assert np.array_equal(mask_files.read_mask(tmp_path, tmp_path / rel3), wide)
     assert list(dataset.discover(tmp_path)) == ["s/a.jpg"]  # masks are never media
 
 
 def test_masks_refuse_escapes_and_bad_arrays(tmp_path):
     make_image(tmp_path / "a.jpg")
     with pytest.raises(MediaError):
-        dataset.write_mask(tmp_path, "a.jpg", "../x", "id", np.zeros((2, 2), bool))
+        mask_files.write_mask(tmp_path, "a.jpg", "../x", "id", np.zeros((2, 2), bool))
     with pytest.raises(MediaError):
-        dataset.write_mask(tmp_path, "a.jpg", "f", "id", np.zeros((2, 2), float))
+        mask_files.write_mask(tmp_path, "a.jpg", "f", "id", np.zeros((2, 2), float))
     with pytest.raises(SampleFileError):
-        dataset.read_mask(tmp_path, "../outside.png")
+        mask_files.read_mask(tmp_path, "../outside.png")
     with pytest.raises(SampleFileError):
-        dataset.read_mask(tmp_path, "/etc/hostname")
+        mask_files.read_mask(tmp_path, "/etc/hostname")
     with pytest.raises(MediaError, match="not found"):
-        dataset.read_mask(tmp_path, "nope.png")
+        mask_files.read_mask(tmp_path, "nope.png")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")

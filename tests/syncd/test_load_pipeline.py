@@ -11,7 +11,7 @@ import requests
 from PIL import Image
 
 import syncd
-from syncd import dataset
+from syncd import dataset, mask_files
 from syncd.cvat import CVATClient
 
 AUTH = ("admin", "admin")
@@ -99,7 +99,7 @@ def test_instance_masks_are_written_once_per_label_and_reused_on_reload(tmp_path
         files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
         assert files == sorted(p for ps in paths.values() for p in ps)
         for p in files:
-            assert dataset.read_mask(tmp_path, p).shape == (28, 19)
+            assert mask_files.read_mask(tmp_path, p).shape == (28, 19)
         assert not list(tmp_path.rglob("*.tmp"))
 
 

@@ -125,7 +125,8 @@ def test_daemon_keeps_retrying_a_run_whose_sample_file_was_broken_at_load(tmp_pa
 
     from syncd import ops
     from syncd.config import load_config
-    from syncd.reconcile import BACKOFF_CAP, Reconciler
+    from syncd.reconcile import Reconciler
+    from syncd.run_driver import BACKOFF_CAP
     from syncd.runs import RunStore
 
     (tmp_path / "syncd.toml").write_text(f'[cvat]\nurl = "{fakecvat.url}"\n[[rule]]\nname = "boxes"\n'
