@@ -12,6 +12,11 @@ from waitress.server import create_server
 from .app import DEFAULT_VERSION, create_app
 
 
+# waitress reads 8 KiB per recv() by default: a 43 MB upload is then ~5,300 trips through its
+# Python event loop (0.098 s on loopback, measured); 256 KiB reads take 0.047 s.
+RECV_BYTES = 256 * 1024
+
+
 class FakeCVAT:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, data_dir=None, users=None,
                  cvat_version: str = DEFAULT_VERSION, share_dir=None, threads: int = 8):
@@ -19,7 +24,8 @@ class FakeCVAT:
         self.store = self.app.config["STORE"]
         self._server = create_server(self.app, host=host, port=port, threads=threads,
                                      ident="fakecvat", clear_untrusted_proxy_headers=True,
-                                     channel_timeout=60, max_request_body_size=32 * 1024 ** 3)
+                                     channel_timeout=60, max_request_body_size=32 * 1024 ** 3,
+                                     recv_bytes=RECV_BYTES)
         self.host = host
         self.port = self._server.effective_port
         self._thread: threading.Thread | None = None
