@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only NAME ...] [--json PATH] [--list]``."""
+"""``python -m bench [--quick] [--only NAME ...] [--rounds N] [--json PATH] [--list]``."""
 from __future__ import annotations
 
 import argparse
@@ -15,14 +15,18 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the JSON report here")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (data, server logs)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    p.add_argument("--rounds", type=int, metavar="N",
+                   help="interleave: N rounds of every benchmark once (fresh worker each), so the "
+                        "two sides of a ratio run back to back; ratios are per-round medians")
     # internal: one benchmark in this process (the runner spawns these)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--session", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--repeats", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.worker:
-        return runner.run_worker(args.worker, args.quick, args.session, args.out)
+        return runner.run_worker(args.worker, args.quick, args.session, args.out, args.repeats)
 
     failed = runner.discover()
     for f in failed:
@@ -35,7 +39,9 @@ def main(argv=None) -> int:
     if not names:
         print(f"[bench] nothing matches {args.only}", file=sys.stderr)
         return 2
-    report = runner.run(names, args.quick, keep=args.keep)
+    if args.rounds is not None and args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    report = runner.run(names, args.quick, keep=args.keep, rounds=args.rounds)
     path = runner.save(report, args.json)
     print(runner.table(report))
     print(f"\n[bench] JSON: {path}", file=sys.stderr)

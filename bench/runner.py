@@ -58,14 +58,16 @@ def select(only: list[str] | None) -> list[str]:
 
 # --- the worker side -------------------------------------------------------------------------
 
-def run_worker(name: str, quick: bool, session_dir: str, out: str) -> int:
+def run_worker(name: str, quick: bool, session_dir: str, out: str, repeats: int | None = None) -> int:
     discover()
     bench = REGISTRY[name]
     work = tempfile.mkdtemp(prefix=f"{name}-", dir=session_dir)
     ctx = Context(quick=quick, session_dir=Path(session_dir), work_dir=Path(work))
     result = {"runs": [], "error": None}
+    if repeats is None:
+        repeats = bench.quick_repeats if quick else bench.repeats
     try:
-        for _ in range(bench.quick_repeats if quick else bench.repeats):
+        for _ in range(repeats):
             figures = bench.fn(ctx)
             result["runs"].append({k: float(v) for k, v in figures.items() if v is not None})
     except BaseException as e:
@@ -84,11 +86,13 @@ def run_worker(name: str, quick: bool, session_dir: str, out: str) -> int:
 
 # --- the parent side -------------------------------------------------------------------------
 
-def _spawn(name: str, quick: bool, session_dir: str) -> dict:
-    out = Path(session_dir) / f"{name}.result.json"
+def _spawn(name: str, quick: bool, session_dir: str, repeats: int | None = None, tag: str = "") -> dict:
+    out = Path(session_dir) / f"{name}{tag}.result.json"
     cmd = [sys.executable, "-m", "bench", "--worker", name, "--session", session_dir, "--out", str(out)]
     if quick:
         cmd.append("--quick")
+    if repeats is not None:
+        cmd += ["--repeats", str(repeats)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env_with_pythonpath())
     _, status, usage = os.wait4(proc.pid, 0)
@@ -123,40 +127,66 @@ def _summarize(bench: core.Benchmark, raw: dict) -> dict:
     return out
 
 
-def _ratios(results: dict) -> list[dict]:
+def _ratios(results: dict, rounds: int | None = None) -> list[dict]:
+    """Each registered ratio: median(numerator) / median(denominator); with ``rounds``, the
+    median of the per-round ratios instead (each round ran both sides back to back, so a
+    slow spell of the machine falls on both), with their min and max."""
     out = []
     for r in RATIOS:
-        def get(ref):
+        def values(ref):
             b, f = ref
-            return results.get(b, {}).get("figures", {}).get(f, {}).get("median")
-        num, den = get(r.numerator), get(r.denominator)
-        value = num / den if num is not None and den else None
-        out.append({"name": r.name, "numerator": list(r.numerator), "denominator": list(r.denominator),
-                    "value": value, "target": r.target, "note": r.note,
-                    "met": None if value is None or r.target is None else value >= r.target})
+            return results.get(b, {}).get("figures", {}).get(f, {}).get("values") or []
+        nums, dens = values(r.numerator), values(r.denominator)
+        entry = {"name": r.name, "numerator": list(r.numerator), "denominator": list(r.denominator),
+                 "target": r.target, "note": r.note, "value": None}
+        if rounds and len(nums) == len(dens) == rounds and all(dens):
+            per_round = [n / d for n, d in zip(nums, dens)]
+            entry.update(value=statistics.median(per_round), min=min(per_round), max=max(per_round),
+                         per_round=per_round)
+        elif nums and dens and statistics.median(dens):
+            entry["value"] = statistics.median(nums) / statistics.median(dens)
+        entry["met"] = None if entry["value"] is None or r.target is None else entry["value"] >= r.target
+        out.append(entry)
     return out
 
 
-def run(names: list[str], quick: bool, *, keep: bool = False, log=print) -> dict:
-    report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": quick,
+def run(names: list[str], quick: bool, *, keep: bool = False, rounds: int | None = None, log=print) -> dict:
+    """Run ``names``: each in one worker doing all its repeats, or, with ``rounds``, interleaved:
+    ``rounds`` times every benchmark once, each in a fresh worker (one repeat), in turn."""
+    report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": quick, "rounds": rounds,
               "machine": {"python": platform.python_version(), "platform": platform.platform(),
                           "cpus": os.cpu_count()},
               "benchmarks": {}}
     session = tempfile.mkdtemp(prefix="syncd-bench-")
+    raws: dict[str, dict] = {}
     try:
-        for name in names:
-            log(f"[bench] {name} ...", file=sys.stderr, flush=True)
-            raw = _spawn(name, quick, session)
-            report["benchmarks"][name] = _summarize(REGISTRY[name], raw)
-            if raw.get("error"):
-                log(f"[bench] {name} FAILED: {raw['error']}", file=sys.stderr, flush=True)
+        for r in range(rounds or 1):
+            for name in names:
+                log(f"[bench] {name}" + (f" (round {r + 1}/{rounds})" if rounds else "") + " ...",
+                    file=sys.stderr, flush=True)
+                raw = _spawn(name, quick, session, repeats=1, tag=f".r{r}") if rounds else _spawn(name, quick, session)
+                if raw.get("error"):
+                    log(f"[bench] {name} FAILED: {raw['error']}", file=sys.stderr, flush=True)
+                raws[name] = _merge(raws.get(name), raw)
     finally:
         if keep:
             log(f"[bench] kept scratch files (server logs) in {session}", file=sys.stderr)
         else:
             shutil.rmtree(session, ignore_errors=True)
-    report["ratios"] = _ratios(report["benchmarks"])
+    for name in names:
+        if name in raws:
+            report["benchmarks"][name] = _summarize(REGISTRY[name], raws[name])
+    report["ratios"] = _ratios(report["benchmarks"], rounds)
     return report
+
+
+def _merge(acc: dict | None, raw: dict) -> dict:
+    """One benchmark's results over rounds: runs in order, the highest RSS, the total wall time."""
+    if acc is None:
+        return raw
+    return {"runs": acc["runs"] + raw["runs"], "error": acc.get("error") or raw.get("error"),
+            "peak_rss_mb": max(acc["peak_rss_mb"], raw["peak_rss_mb"]),
+            "wall_seconds": acc["wall_seconds"] + raw["wall_seconds"]}
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -194,6 +224,8 @@ def table(report: dict) -> str:
         lines += ["", "| ratio | value | target | note |", "|---|---:|---|---|"]
         for r in report["ratios"]:
             val = "-" if r["value"] is None else f"{r['value']:.2f}×"
+            if r.get("per_round"):
+                val += f" ({r['min']:.2f}-{r['max']:.2f})"
             tgt = "" if r["target"] is None else f"≥ {r['target']:g}×{_mark(r['met'])}"
             lines.append(f"| {r['name']} | {val} | {tgt} | {r['note']} |")
     return "\n".join(lines)
