@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, current_app, g, has_request_context, request
 
 from ..errors import ValidationError
 from ..http import base_url, body_dict, list_response, no_content, org_context, paginate, respond
-from ..models import events, webhooks
+from ..models import events, webhook_delivery, webhooks
 from ..models.users import serialize_basic
 
 bp = Blueprint("webhooks", __name__)
@@ -61,11 +61,11 @@ def serializer_for(resource: str) -> Callable[[Any, dict, str], dict] | None:
 def _init_app(state) -> None:
     app: Flask = state.app
     store = app.config["STORE"]
-    dispatcher = webhooks.dispatcher_for(store, create=True)
+    dispatcher = webhook_delivery.dispatcher_for(store, create=True)
     dispatcher.app = app
     app.config["WEBHOOKS"] = dispatcher
     app.config.setdefault("RESET_HOOKS", []).append(lambda _app: dispatcher.reset())
-    app.config.setdefault("STOP_HOOKS", []).append(lambda _app: webhooks.forget(store))
+    app.config.setdefault("STOP_HOOKS", []).append(lambda _app: webhook_delivery.forget(store))
 
 
 @bp.before_app_request
@@ -77,7 +77,7 @@ def _remember_base_url() -> None:
 
 
 def on_change(store, event: str, resource: str, obj_id, before: dict, sender) -> None:
-    d = webhooks.dispatcher_for(store)
+    d = webhook_delivery.dispatcher_for(store)
     if d is None:
         return
     try:
@@ -86,8 +86,8 @@ def on_change(store, event: str, resource: str, obj_id, before: dict, sender) ->
             if doc is None and event.startswith("delete:") and (before or {}).get("id") == obj_id:
                 # A delete announced after the fact passes the last snapshot as ``before``.
                 doc, before = before, {}
-            hooks = webhooks.select(store, event, webhooks.project_of(store, resource, obj_id, doc),
-                                    webhooks.org_of(store, resource, obj_id, doc))
+            hooks = webhook_delivery.select(store, event, webhook_delivery.project_of(store, resource, obj_id, doc),
+                                            webhook_delivery.org_of(store, resource, obj_id, doc))
             if hooks:
                 payload = _payload_in_context(d, store, event, resource, doc, before, sender)
                 for hook in hooks if payload is not None else ():
@@ -151,7 +151,7 @@ def _store():
     return current_app.config["STORE"]
 
 
-def _dispatcher() -> webhooks.Dispatcher:
+def _dispatcher() -> webhook_delivery.Dispatcher:
     return current_app.config["WEBHOOKS"]
 
 
@@ -236,7 +236,7 @@ def redeliver(webhook_id, delivery_id):
 def ping(webhook_id):
     hook = webhooks.get_for(_store(), g.user, webhook_id, change=True)
     payload = {"event": "ping", "webhook": _ser(hook), "sender": serialize_basic(g.user, base_url())}
-    delivery = webhooks.deliver(_store(), hook, payload, timeout=_dispatcher().timeout)  # synchronous, as CVAT's
+    delivery = webhook_delivery.deliver(_store(), hook, payload, timeout=_dispatcher().timeout)  # synchronous, as CVAT's
     if delivery is None:
         raise ValidationError(["The webhook was deleted during the ping"])
     return respond(webhooks.serialize_delivery(delivery))
