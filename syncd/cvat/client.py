@@ -196,6 +196,9 @@ class Transport:
         ``body_factory`` is called before every attempt and returns extra ``requests`` keyword
         arguments; streamed bodies use it so that a retry re-reads the files from the start.
         ``expect``: acceptable statuses (default: any 2xx). Others raise ``CVATError``.
+        The response returned carries ``unanswered``: how many earlier attempts reached the
+        server and got no usable answer (timeout, connection lost, 502/504), i.e. may still be
+        applied by the server later, after this one (see ``CVATClient.put_task_annotations``).
         """
         method = method.upper()
         url = self.absolute(path_or_url)
@@ -203,6 +206,7 @@ class Transport:
         max_retries = self.retries if retries is None else retries
         relogged = False
         attempt = 0
+        unanswered = 0
         headers = dict(kw.pop("headers", None) or {})
         if _auth and self.uses_session and not self._logged_in:
             self.login()
@@ -226,6 +230,7 @@ class Transport:
                                     + (" (the server may have applied it)" if sent and not safe else ""),
                                     url=url, method=method, maybe_applied=sent and not safe) from None
                 delay = self._delay(attempt, None)
+                unanswered += sent
                 log.warning("CVAT %s %s: %s; retry %d/%d in %.2fs", method, _path(url), what,
                             attempt + 1, max_retries, delay)
                 self._sleep(delay)
@@ -238,6 +243,7 @@ class Transport:
             status = resp.status_code
             ok = status in expect if expect else 200 <= status < 300
             if ok:
+                resp.unanswered = unanswered
                 return resp
             if status == 401 and _auth and self.uses_session and not relogged:
                 # the session ended (logout elsewhere, server restart, expiry): log in once more
@@ -248,6 +254,7 @@ class Transport:
             retryable = status in ALWAYS_RETRY or (safe and (status in AMBIGUOUS_RETRY or
                                                              (status == 500 and method in ("GET", "HEAD"))))
             if retryable and attempt < max_retries:
+                unanswered += status not in ALWAYS_RETRY
                 delay = self._delay(attempt, resp.headers.get("Retry-After"))
                 log.warning("CVAT %s %s -> %d; retry %d/%d in %.2fs", method, _path(url), status,
                             attempt + 1, max_retries, delay)
@@ -256,6 +263,11 @@ class Transport:
                 attempt += 1
                 continue
             raise self._error(method, url, resp)
+
+    @property
+    def read_timeout(self) -> float:
+        """How long one attempt waits for an answer (the second of a (connect, read) pair)."""
+        return float(self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout)
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         """Exponential backoff with 'equal jitter', but never shorter than Retry-After."""
@@ -276,7 +288,12 @@ class Transport:
 
     def call(self, method: str, path: str, **kw) -> Any:
         """``request`` and decode the JSON answer (None for an empty body)."""
-        resp = self.request(method, path, **kw)
+        return self.decode(self.request(method, path, **kw))
+
+    @staticmethod
+    def decode(resp: requests.Response) -> Any:
+        """The JSON answer of ``resp`` (None for an empty body), or CVATError if it is not JSON."""
+        method = resp.request.method if resp.request is not None else "?"
         if not resp.content:
             return None
         try:

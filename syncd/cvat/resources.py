@@ -228,9 +228,24 @@ class CVATClient(Transport):
                     merged[kind].append(obj)
         return merged
 
-    def put_task_annotations(self, tid: int, data: dict) -> dict | None:
-        """Replace every annotation of the task (CVAT splits it by job). Ids are stripped."""
-        return self.call("PUT", f"/api/tasks/{int(tid)}/annotations", json=strip_ids(data))
+    def put_task_annotations(self, tid: int, data: dict, *, settle: bool = False) -> dict | None:
+        """Replace every annotation of the task (CVAT splits it by job). Ids are stripped.
+
+        ``settle``: for a write made before annotators may start. An attempt that timed out
+        or lost its answer may still be running on the server and land after our retry did
+        (fakecvat's fault campaign caught one landing 0.4 s later): harmless then, it carries
+        the same body, but once jobs are assigned it would wipe what annotators drew. So after
+        such a retry, wait one read timeout for stragglers and PUT again (up to 3 times)."""
+        path, body = f"/api/tasks/{int(tid)}/annotations", strip_ids(data)
+        for _ in range(3):
+            resp = self.request("PUT", path, json=body)
+            if not (settle and resp.unanswered):
+                break
+            log.warning("CVAT PUT %s: an earlier attempt went unanswered; waiting %.1fs for it "
+                        "before writing again", path, self.read_timeout)
+            resp.close()
+            self._sleep(self.read_timeout)
+        return self.decode(resp)
 
     def put_job_annotations(self, jid: int, data: dict) -> dict | None:
         """Replace every annotation of the job. Ids are stripped (CVAT ≥2.41 rejects them)."""

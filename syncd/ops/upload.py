@@ -327,7 +327,8 @@ def _send_existing_labels(client, root, store: RunStore, run: dict, batch: dict)
     if shapes or tags or tracks:
         task_labels = client.labels(task_id=tid)
         data = resolve_ids({"shapes": shapes, "tags": tags, "tracks": tracks}, task_labels)
-        client.put_task_annotations(tid, {"version": 0, **data})
+        # settle: jobs are assigned right after this; a late copy of this PUT must not land then
+        client.put_task_annotations(tid, {"version": 0, **data}, settle=True)
 
     def change(rec):
         rec["sent"].update(sent)

@@ -344,6 +344,17 @@ def test_read_timeout_retried_for_get_but_not_for_post(fakecvat):
     assert fault_hits(fakecvat) == [1, 1]
 
 
+def test_a_response_says_how_many_earlier_attempts_went_unanswered(fakecvat):
+    # a timed-out or 502'd attempt may still be applied later; a 503 was refused: not counted
+    with admin(fakecvat, timeout=(2, 0.5)) as cvat:
+        assert cvat.request("GET", "/api/users/self").unanswered == 0
+        fault(fakecvat, path="^/api/users/self$", latency=1.0, times=1)
+        assert cvat.request("GET", "/api/users/self").unanswered == 1
+        fault(fakecvat, path="^/api/users/self$", status=502, times=1)
+        fault(fakecvat, path="^/api/users/self$", status=503, retry_after=0, times=1)
+        assert cvat.request("GET", "/api/users/self").unanswered == 1
+
+
 def test_503_on_create_is_retried_once_created(fakecvat):
     # 503/429 mean "not done": safe to resend even a create
     fault(fakecvat, path="^/api/projects$", method="POST", status=503, retry_after=0, times=2)

@@ -3,6 +3,7 @@ fails halfway (fakecvat fault injection) and its ``resume``, bad requests that m
 behind, and the dataset changing under a run (a person's edit, media replaced or deleted)."""
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,32 @@ def test_data_upload_failing_once_then_resume_reuses_the_task(tmp_path, fakecvat
     syncd.load_annotations(tmp_path, "r1", client=client, cleanup=True)
     assert [d["label"] for d in boxes(read(tmp_path, "b.jpg"))] == ["cat"]
     assert tasks(fakecvat.url) == []
+
+
+def test_a_late_copy_of_the_labels_write_cannot_wipe_what_annotators_draw(tmp_path, fakecvat):
+    # The PUT of the samples' own labels times out on the client but is still executed by the
+    # server 0.8 s later, after the retry succeeded (a request stuck behind a slow worker).
+    # Jobs are assigned right after that write: an annotator who starts at once must not have
+    # their boxes replaced by the straggler. (Found by the fault campaign: a job's drawn boxes
+    # vanished once in ~16 runs.)
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    (tmp_path / "a.jpg.json").write_text(json.dumps({"filepath": "a.jpg", "tags": [], "gt": {
+        "_cls": "Detections", "detections": [
+            {"_id": {"$oid": "64f000000000000000000001"}, "_cls": "Detection", "label": "dog",
+             "bounding_box": [0.5, 0.5, 0.25, 0.25]}]}}))
+    r = requests.post(f"{fakecvat.url}/_fakecvat/faults", json={
+        "path": r"^/api/tasks/\d+/annotations$", "method": "PUT", "latency": 0.8, "times": 1})
+    assert r.status_code == 201
+    with CVATClient(fakecvat.url, username="admin", password="admin", timeout=(2, 0.5), backoff=0.01) as c:
+        tid = syncd.annotate(tmp_path, "late", ["a.jpg", "b.jpg"], client=c,
+                             job_assignees=["admin"], **OPTS)["tasks"][0]
+    draw_box(fakecvat.url, tid, 1, "cat")       # the annotator starts as soon as assigned
+    time.sleep(1.0)                              # longer than the straggler's delay: it has run
+    anns = requests.get(f"{fakecvat.url}/api/tasks/{tid}/annotations", auth=AUTH).json()
+    labels = {lb["id"]: lb["name"] for lb in requests.get(
+        f"{fakecvat.url}/api/labels?task_id={tid}&page_size=all", auth=AUTH).json()["results"]}
+    assert sorted((labels[s["label_id"]], s["frame"]) for s in anns["shapes"]) == [("cat", 1), ("dog", 0)]
+    assert requests.get(f"{fakecvat.url}/_fakecvat/faults").json()["rules"][0]["hits"] == 1
 
 
 # ---- bad requests: a clear message, nothing half-written -----------------------------------------
