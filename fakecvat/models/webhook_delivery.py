@@ -23,7 +23,6 @@ import requests
 
 from ..http import now
 from ..store import Store
-from .users import serialize_basic
 
 log = logging.getLogger("fakecvat.webhooks")  # the same logger as before the split
 
@@ -245,6 +244,3 @@ def forget(store: Store) -> None:
     if d is not None:
         d.stop()
 
-
-def sender_of(user, base: str) -> dict | None:
-    return serialize_basic(user, base)
