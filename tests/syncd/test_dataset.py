@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import av
 import numpy as np
@@ -68,18 +67,18 @@ def test_discover_symlinks_outside_root_and_loops(tmp_path):
     assert list(dataset.discover(root)) == ["alias.jpg", "in.jpg"]
 
 
-def test_discover_is_fast_on_many_files(tmp_path):
+def test_discover_finds_every_media_of_many_folders_once(tmp_path):
+    # (its speed is measured in bench/, scale.*: 100k and 1M media roots)
     for d in range(20):
         sub = tmp_path / f"d{d:02}"
         sub.mkdir()
-        for i in range(1000):
+        for i in range(100):
             (sub / f"{i:05}.jpg").touch()
             if i % 2:
                 (sub / f"{i:05}.jpg.json").touch()
-    t0 = time.perf_counter()
     found = list(dataset.discover(tmp_path))
-    assert len(found) == 20000
-    assert time.perf_counter() - t0 < 2.0  # ~0.2 s here; generous for a loaded CI box
+    assert len(found) == len(set(found)) == 2000
+    assert set(found) == {f"d{d:02}/{i:05}.jpg" for d in range(20) for i in range(100)}
 
 
 def test_is_media():
