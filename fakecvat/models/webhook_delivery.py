@@ -33,43 +33,35 @@ WORKERS = 4
 
 # ---- selection -----------------------------------------------------------------------------
 
-def project_of(store: Store, resource: str, obj_id, doc: dict | None = None) -> Any:
-    """The project an object belongs to (None outside projects or when it cannot be found);
-    ``doc`` stands in for an object that is already gone from the store."""
-    if resource == "project":
+# an object's parent on the way up to its task: (parent resource, the field naming it)
+_PARENT = {"comment": ("issue", "issue_id"), "issue": ("job", "job_id"), "job": ("task", "task_id")}
+
+
+def _up(store: Store, resource: str, obj_id, doc: dict | None, own: str, holders: tuple, field: str) -> Any:
+    """``obj_id`` for an ``own`` resource; ``doc[field]`` for one of ``holders``; else the same
+    question asked of the object's parent. ``doc`` stands in for an object already gone."""
+    if resource == own:
         return obj_id
     if doc is None:
         doc = store.get(resource + "s", obj_id)
     if doc is None:
         return None
-    if resource == "comment":
-        return project_of(store, "issue", doc.get("issue_id"))
-    if resource == "issue":
-        return project_of(store, "job", doc.get("job_id"))
-    if resource == "job":
-        return project_of(store, "task", doc.get("task_id"))
-    if resource == "task":
-        return doc.get("project_id")
-    return None
+    if resource in holders:
+        return doc.get(field)
+    parent = _PARENT.get(resource)
+    return _up(store, parent[0], doc.get(parent[1]), None, own, holders, field) if parent else None
+
+
+def project_of(store: Store, resource: str, obj_id, doc: dict | None = None) -> Any:
+    """The project an object belongs to (None outside projects or when it cannot be found);
+    ``doc`` stands in for an object that is already gone from the store."""
+    return _up(store, resource, obj_id, doc, "project", ("task",), "project_id")
 
 
 def org_of(store: Store, resource: str, obj_id, doc: dict | None = None) -> Any:
     """The organization an object belongs to (None: the sandbox, or not found)."""
-    if resource == "organization":
-        return obj_id
-    if doc is None:
-        doc = store.get(resource + "s", obj_id)
-    if doc is None:
-        return None
-    if resource in ("project", "task", "membership", "invitation"):
-        return doc.get("organization_id")
-    if resource == "job":
-        return org_of(store, "task", doc.get("task_id"))
-    if resource == "issue":
-        return org_of(store, "job", doc.get("job_id"))
-    if resource == "comment":
-        return org_of(store, "issue", doc.get("issue_id"))
-    return None
+    return _up(store, resource, obj_id, doc, "organization",
+               ("project", "task", "membership", "invitation"), "organization_id")
 
 
 def select(store: Store, event: str, project_id, org_id=None) -> list[dict]:
