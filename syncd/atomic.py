@@ -17,22 +17,6 @@ from typing import Any, Callable
 from syncd.json_indent import dumps_indented_bytes
 
 
-def _default_mode() -> int:
-    # What open(..., "w") would give a new file: 0666 minus the umask. Linux shows the umask in
-    # /proc; elsewhere reading it needs setting it (restored at once), which is process-wide: a
-    # file or directory another thread creates in between would get mode 0666/0777.
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def fsync_dir(path: str | os.PathLike) -> None:
     """fsync a directory so a rename/creation inside it is durable."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -45,14 +29,15 @@ def fsync_dir(path: str | os.PathLike) -> None:
 _TEMP_SEQ = itertools.count()
 
 
-def _create_temp(directory: Path, name: str) -> tuple[int, str]:
-    """A new private (0600) temp file ``.<name>.<pid>.<random>.tmp`` beside the target, like
-    ``tempfile.mkstemp`` with fewer steps: the writer's pid (hex, so ``remove_dead_temps`` can
-    tell a killed writer's leftovers), then a counter and urandom."""
+def _create_temp(directory: Path, name: str, perm: int = 0o600) -> tuple[int, str]:
+    """A new temp file ``.<name>.<pid>.<random>.tmp`` beside the target (``perm`` as for
+    ``os.open``: the umask applies), like ``tempfile.mkstemp`` with fewer steps: the writer's
+    pid (hex, so ``remove_dead_temps`` can tell a killed writer's leftovers), then a counter
+    and urandom."""
     for _ in range(100):
         tmp = os.path.join(directory, f".{name}.{os.getpid():x}.{next(_TEMP_SEQ):x}{os.urandom(3).hex()}.tmp")
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), perm), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"{directory}: no free temporary file name for {name}")
@@ -153,14 +138,18 @@ def stage_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None = None
         try:
             mode = os.stat(path).st_mode & 0o7777
         except FileNotFoundError:
-            mode = _default_mode()
-    fd, tmp = _create_temp(path.parent, path.name)
+            pass
+    # A new file is created 0666 and the kernel applies the umask (and a directory's default
+    # ACL, which a umask computed by hand ignored), exactly as open(..., "w") would. A file
+    # that takes another file's mode starts private and gets that mode below.
+    fd, tmp = _create_temp(path.parent, path.name, 0o600 if mode is not None else 0o666)
     staged = Staged(path, tmp, fd)
     try:
         view = memoryview(data)
         while view:  # plain os calls: each Python step here costs a GIL hand-over in threads
             view = view[os.write(fd, view):]
-        os.fchmod(fd, mode)
+        if mode is not None:
+            os.fchmod(fd, mode)
     except BaseException:
         # Never leave a temp file behind, whatever went wrong (including KeyboardInterrupt).
         staged.discard()

@@ -402,8 +402,9 @@ def update_sample(root, rel, change: Callable[[dict], dict | None], *,
         f"({UPDATE_RETRIES} attempts); try again")
 
 
-def set_tags(root, rel, add: Iterable[str] = (), remove: Iterable[str] = ()) -> dict:
-    """Remove then add tags on the sample of ``rel`` (order kept, no duplicates)."""
+def set_tags(root, rel, add: Iterable[str] = (), remove: Iterable[str] = (), *, sync_dir: bool = True) -> dict:
+    """Remove then add tags on the sample of ``rel`` (order kept, no duplicates). ``sync_dir``
+    as in ``update_sample``."""
     add, remove = list(add), set(remove)
     for tag in [*add, *remove]:
         if not isinstance(tag, str) or not tag:
@@ -417,4 +418,4 @@ def set_tags(root, rel, add: Iterable[str] = (), remove: Iterable[str] = ()) -> 
         tags += [t for t in dict.fromkeys(add) if t not in tags]
         sample["tags"] = tags
 
-    return update_sample(root, rel, change)
+    return update_sample(root, rel, change, sync_dir=sync_dir)

@@ -245,6 +245,18 @@ def test_update_sample_keeps_mode_and_leaves_no_temp_files(tmp_path):
     assert json.loads(sf.read_text()) == {"n": 4}
 
 
+def test_a_new_sample_file_gets_the_umask_mode_like_any_new_file(tmp_path):
+    make_image(tmp_path / "a.jpg")
+    old = os.umask(0o027)
+    try:
+        dataset.set_tags(tmp_path, "a.jpg", add=["t"])
+        (tmp_path / "by_open.txt").write_text("x")      # what open(..., "w") gives
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.jpg.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "by_open.txt").stat().st_mode & 0o777 == 0o640
+
+
 def test_atomic_write_failure_leaves_old_file_and_no_temp(tmp_path):
     target = tmp_path / "x.json"
     write_json_atomic(target, {"a": 1})
