@@ -24,7 +24,9 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent,
+                             FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
 import syncd.logs as logs
@@ -36,6 +38,13 @@ log = logs.get("watch")
 OnChange = Callable[["set[str] | None"], None]
 
 FAST = 0.05  # coalescing delay for "write finished" events (a rename or close_write)
+
+# Changes only. Not "opened" / "closed without writing": every read in the tree (syncd's own
+# verifying, hashing and sample-file reads: several per new file) raised two such inotify
+# events, each handled by watchdog's reader, its move-pairing queue and its dispatcher before
+# our handler dropped it.
+EVENTS = [FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, DirModifiedEvent, FileMovedEvent,
+          DirMovedEvent, FileDeletedEvent, DirDeletedEvent, FileClosedEvent]
 
 
 class StableFiles:
@@ -115,8 +124,6 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
-        if kind in ("opened", "closed_no_write"):
-            return  # reads (ours included) are not changes
         if getattr(event, "dest_path", ""):
             # renamed-in temp files arrive as moves: the destination is finished
             self.watcher._hint(os.fsdecode(event.src_path), event.is_directory)
@@ -199,7 +206,7 @@ class Watcher:
         if self.use_observer:
             try:
                 obs = Observer()
-                obs.schedule(_Handler(self), self.root, recursive=True)
+                obs.schedule(_Handler(self), self.root, recursive=True, event_filter=EVENTS)
                 obs.start()
                 self._observer = obs
             except OSError as exc:
