@@ -46,7 +46,7 @@ def test_merge_keeps_every_run_the_highest_rss_and_the_first_error():
     assert m["peak_rss_mb"] == 70.0 and m["wall_seconds"] == 5.0 and m["error"] == "boom"
 
 
-def test_registered_ratios_name_registered_figures():
+def test_every_registered_ratio_names_registered_benchmarks():
     runner.discover()
     assert RATIOS, "no ratio registered"
     for r in RATIOS:
