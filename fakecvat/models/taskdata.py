@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -157,24 +158,44 @@ def parse_params(params: dict, share_dir: str | None) -> dict:
     if not isinstance(server_files, list):
         raise FieldError("server_files", "Expected a list of items.")
     root = os.path.realpath(share_dir) if share_dir is not None and server_files else None
-    out["server_files"] = [_share_path(share_dir, root, p) for p in server_files]
+    dirs: dict[str, str] = {}
+    out["server_files"] = [_share_path(share_dir, root, p, dirs) for p in server_files]
     return out
 
 
-def _share_path(share_dir: str | None, root: str | None, rel) -> str:
-    """A share-relative path, normalized; anything escaping the share is a 400. ``root``: the
-    share's real path (resolved once per request, not per file: thousands of names are normal)."""
+def _share_path(share_dir: str | None, root: str | None, rel, dirs: dict[str, str]) -> str:
+    """A share-relative path, normalized as CVAT does (``normpath``, so "a/../b" is "b"), with a
+    trailing "/" for a directory; anything leading out of the share, by ".." or through a
+    symlink, is a 400. ``root``: the share's real path; ``dirs``: {parent: its real path}, filled
+    as names come (thousands of names share a few parents: one realpath each, not per file)."""
     if share_dir is None or root is None:
         raise FieldError("server_files", "The server has no share directory configured")
     if not isinstance(rel, str) or not rel or "\x00" in rel:
         raise FieldError("server_files", f"Invalid path: {rel!r}")
-    target = os.path.realpath(os.path.join(root, rel.lstrip("/")))
-    if target == root:
+    norm = os.path.normpath(rel.lstrip("/"))
+    if norm == ".":
         return "."
-    prefix = os.path.join(root, "")
-    if not target.startswith(prefix):
+    if norm == ".." or norm.startswith("../"):
         raise FieldError("server_files", f"The path {rel!r} is outside the share")
-    return target[len(prefix):] + ("/" if os.path.isdir(target) else "")
+    parent, name = os.path.split(norm)
+    real_parent = dirs.get(parent)
+    if real_parent is None:
+        real_parent = dirs[parent] = os.path.realpath(os.path.join(root, parent))
+    path = os.path.join(real_parent, name)
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        mode = 0  # missing: the request fails when the task is processed, as in CVAT
+    if stat.S_ISLNK(mode):
+        path = os.path.realpath(path)
+        mode = os.stat(path).st_mode if os.path.exists(path) else 0
+    if not _inside(root, real_parent) or not _inside(root, path):
+        raise FieldError("server_files", f"The path {rel!r} is outside the share")
+    return norm + "/" if stat.S_ISDIR(mode) else norm
+
+
+def _inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
 
 
 # ---- finishing and processing ----------------------------------------------------------------
@@ -228,18 +249,20 @@ def _natural_key(name: str):
 
 
 def _expand_share(files: list[dict], share_dir: str) -> list[dict]:
+    """Share names -> [{name, path}]: a directory ("dir/") becomes the media files below it."""
     out = []
-    root = Path(share_dir)
     for f in files:
-        path = root / f["share"]
-        if f["share"].endswith("/"):
-            for p in sorted(path.rglob("*")):
-                if p.is_file() and (p.suffix.lower() in media.IMAGE_EXTS or p.suffix.lower() in media.VIDEO_EXTS):
-                    out.append({"name": p.relative_to(root).as_posix(), "path": str(p)})
-        elif not os.path.isfile(path):
-            raise requests.RequestFailed(f"No such file or directory: '{f['share']}'")
-        else:
-            out.append({"name": f["share"], "path": str(path)})
+        # (os.path, not pathlib: this runs once per file of tasks thousands of files long)
+        path = os.path.join(share_dir, f["share"])
+        if not f["share"].endswith("/"):
+            if not os.path.isfile(path):
+                raise requests.RequestFailed(f"No such file or directory: '{f['share']}'")
+            out.append({"name": f["share"], "path": path})
+            continue
+        root = Path(share_dir)
+        for p in sorted(Path(path).rglob("*")):
+            if p.is_file() and (p.suffix.lower() in media.IMAGE_EXTS or p.suffix.lower() in media.VIDEO_EXTS):
+                out.append({"name": p.relative_to(root).as_posix(), "path": str(p)})
     return out
 
 

@@ -289,3 +289,30 @@ def test_a_share_file_damaged_after_task_creation_is_a_clear_400_not_a_500(tmp_p
         r = s.get(server.url + f"/api/tasks/{tid}/data", params={"type": "frame", "number": 1, "quality": "original"})
         assert r.status_code == 400 and "b.jpg" in r.text
         assert s.get(server.url + "/api/server/about").status_code == 200
+
+
+def test_server_files_through_symlinks(fakecvat_factory, tmp_path):
+    """A symlink inside the share is followed and the name kept as given (CVAT normalizes names,
+    it does not resolve them); one that leads out of the share, as a directory or as the file
+    itself, is refused before anything is read."""
+    share, outside = tmp_path / "share", tmp_path / "outside"
+    (share / "real").mkdir(parents=True)
+    outside.mkdir()
+    (share / "real" / "a.png").write_bytes(png(1))
+    (outside / "secret.png").write_bytes(png(2))
+    (share / "alias").symlink_to(share / "real")
+    (share / "out").symlink_to(outside)
+    (share / "evil.png").symlink_to(outside / "secret.png")
+    server = fakecvat_factory(share_dir=share)
+    s = session(server)
+    for name in ("out/secret.png", "evil.png", "real/../out/secret.png"):
+        tid = new_task(s)
+        r = s.post(f"{s.base}/api/tasks/{tid}/data", json={"image_quality": 70, "server_files": [name]})
+        assert r.status_code == 400 and "outside the share" in r.text, (name, r.text)
+    tid = new_task(s)
+    r = s.post(f"{s.base}/api/tasks/{tid}/data",
+               json={"image_quality": 70, "server_files": ["alias/a.png", "real/./../real/a.png"]})
+    assert r.status_code == 202, r.text
+    assert poll(s, r.json()["rq_id"])["status"] == "finished"
+    meta = s.get(f"{s.base}/api/tasks/{tid}/data/meta").json()
+    assert [f["name"] for f in meta["frames"]] == ["alias/a.png", "real/a.png"]
