@@ -53,8 +53,16 @@ def new_label(cls_name: str, label: Any, lid: str | None, attrs: dict, **fields:
     d.update(_DEFAULTS.get(cls_name, {}))
     d.update(fields)
     for k, v in attrs.items():
-        d.setdefault(k, v) if k in fields else d.__setitem__(k, v)
+        if k in fields or k in _IDENTITY:
+            d.setdefault(k, v)
+        else:
+            d[k] = v
     return d
+
+
+# a CVAT attribute named like these (from a project made elsewhere) must not replace the
+# label's id or type: the merge and FiftyOne both rely on them
+_IDENTITY = frozenset({"_id", "_cls"})
 
 
 def is_number(v: Any) -> bool:

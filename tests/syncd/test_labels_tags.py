@@ -89,3 +89,30 @@ def test_empty_fields_are_reported_empty_for_every_frame():
                               1: {"sample": "y", "width": 5, "height": 5}}, schema)
     assert got == {s: {"w": {"_cls": "Classifications", "classifications": []}, "n": None}
                    for s in ("x", "y")}
+
+
+def test_cvat_attributes_named_like_identity_keys_cannot_replace_id_or_type():
+    """A project made elsewhere may carry attributes called "_id" or "_cls": their values are
+    not the label's id or type (the merge would lose track of the label, FiftyOne refuse it)."""
+    from syncd.ids import is_object_id
+    from syncd.labels import import_annotations
+    from syncd.schema import build_schema
+
+    sample = {"gt": {"_cls": "Detections", "detections": []}}
+    schema = build_schema([sample], "gt", label_type="detections", classes=["car"])
+    labels = [{"id": 1, "name": "car", "type": "any", "attributes": [
+        {"id": 11, "name": "_id", "input_type": "text", "values": [""]},
+        {"id": 12, "name": "_cls", "input_type": "text", "values": [""]},
+        {"id": 13, "name": "make", "input_type": "text", "values": [""]}]}]
+    data = {"tags": [], "tracks": [], "shapes": [
+        {"id": n, "type": "rectangle", "frame": 0, "label_id": 1, "points": [1, 2, 30, 40],
+         "occluded": False, "group": 0, "attributes": [{"spec_id": 11, "value": "not-an-id"},
+                                                        {"spec_id": 12, "value": "Polyline"},
+                                                        {"spec_id": 13, "value": "vw"}]}
+        for n in (1, 2)]}
+    got = import_annotations(data, labels, {0: {"sample": "s", "width": 100, "height": 100}}, schema)
+    dets = got["s"]["gt"]["detections"]
+    assert [d["_cls"] for d in dets] == ["Detection", "Detection"]
+    ids = [d["_id"]["$oid"] for d in dets]
+    assert all(is_object_id(i) for i in ids) and len(set(ids)) == 2
+    assert [d["make"] for d in dets] == ["vw", "vw"]
