@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..ids import label_id, new_id, oid
+from ..ids import new_id, oid
 from ..schema import FieldSchema, class_map, label_name_map
 from . import detections, keypoints, masks, polylines, segmentation, tags, tracks
 from .attributes import import_attrs, stringify
@@ -138,17 +138,32 @@ def import_annotations(annotations: dict, task_labels: list[dict], frames: dict[
     for info in frames.values():
         col.sizes[info["sample"]] = (int(info["width"]), int(info["height"]))
 
-    def locate(item):
-        info = frames.get(item.get("frame"))
-        lab = labels_by_id.get(item.get("label_id"))
-        if info is None or lab is None:
+    resolved: dict[Any, tuple | None] = {}  # CVAT label id -> what locate needs (per label, not per item)
+
+    def resolve(cvat_label):
+        lab = labels_by_id.get(cvat_label)
+        if lab is None:
             return None
         name, specs = lab
         fname, cls = cmap.get(name, (None, name))
         fs = schema.get(fname) if fname else None
         if fs is not None and cls is None:
             cls = name  # a classless field's one label
-        attrs, lid = import_attrs(item, specs, fs.attrs_for(cls) if fs else {})
+        return specs, fs, cls, (fs.attrs_for(cls) if fs else {})
+
+    def locate(item):
+        info = frames.get(item.get("frame"))
+        cvat_label = item.get("label_id")
+        try:
+            found = resolved[cvat_label]
+        except KeyError:
+            found = resolved[cvat_label] = resolve(cvat_label)
+        except TypeError:  # an unhashable label_id from a hostile answer
+            return None
+        if info is None or found is None:
+            return None
+        specs, fs, cls, field_attrs = found
+        attrs, lid = import_attrs(item, specs, field_attrs)
         return info, fs, cls, attrs, lid
 
     for tag in annotations.get("tags") or []:
@@ -184,10 +199,11 @@ def import_annotations(annotations: dict, task_labels: list[dict], frames: dict[
 def _unique_ids(labels: list[dict], used: set[str]) -> list[dict]:
     """Later labels repeating an id already seen in this import get fresh ids."""
     for lab in labels:
-        lid = label_id(lab)
+        # (every label here was built by new_label: its id is {"$oid": lower-case hex})
+        lid = lab["_id"]["$oid"]
         if lid in used:
-            lab["_id"] = oid(new_id())
-            lid = label_id(lab)
+            lid = new_id()
+            lab["_id"] = oid(lid)
         used.add(lid)
     return labels
 

@@ -46,7 +46,7 @@ def export_detections(value: Any, fs: FieldSchema, ctx: ExportContext) -> tuple[
 
 def rectangle_to_detection(cls: Any, points: list, width: int, height: int, attrs: dict,
                            lid: str | None) -> dict:
-    xtl, ytl, xbr, ybr = (float(v) for v in points[:4])
+    xtl, ytl, xbr, ybr = float(points[0]), float(points[1]), float(points[2]), float(points[3])
     box = [xtl / width, ytl / height, (xbr - xtl) / width, (ybr - ytl) / height]
     return new_label("Detection", cls, lid, attrs, bounding_box=box)
 
