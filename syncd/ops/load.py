@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from .. import dataset, mask_files
+from .. import dataset, gc_pause, mask_files
 from ..atomic import fsync_dir, remove_dead_temps, write_bytes_atomic
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
 from ..ids import label_id
@@ -89,7 +89,8 @@ def _load_batch(client, root, store, key, batch, schema, unexpected, dest_field,
     for frame, rel in enumerate(batch["samples"]):
         fm = frames_meta[frame] if frame < len(frames_meta) else (frames_meta[0] if frames_meta else {})
         frames[frame] = {"sample": rel, "width": fm.get("width"), "height": fm.get("height")}
-    downloaded = _download(client, tid, task_labels, frames, schema, unexpected)
+    with gc_pause.paused():  # ~200k containers built in a burst: see gc_pause
+        downloaded = _download(client, tid, task_labels, frames, schema, unexpected)
     merged = set(run.get("merged", []))
     todo = [rel for rel in batch["samples"] if rel not in merged]
     _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, summary, progress)
@@ -315,11 +316,12 @@ def _load_video(client, root, store, run, batch, schema, unexpected, summary, ta
         summary["flagged"][rel] = reason
         return
     per_job = []
-    for job in sorted(jobs_of(client, tid), key=lambda j: j["start_frame"]):
-        ann = client.job_annotations(job["id"])
-        stamp_derived_ids(ann, task_labels, tid)
-        per_job.append((ann, job["start_frame"], job["stop_frame"]))
-    fields = import_video(per_job, task_labels, meta, schema, unexpected)
+    with gc_pause.paused():  # tracks interpolated into every frame: a burst of containers
+        for job in sorted(jobs_of(client, tid), key=lambda j: j["start_frame"]):
+            ann = client.job_annotations(job["id"])
+            stamp_derived_ids(ann, task_labels, tid)
+            per_job.append((ann, job["start_frame"], job["stop_frame"]))
+        fields = import_video(per_job, task_labels, meta, schema, unexpected)
     sent = run.get("sent", {}).get(rel, {})
     trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
 
