@@ -30,7 +30,8 @@ def _polygon_area(p: list[float]) -> float:
 def mask_to_coco_rle(points: list[float], width: int, height: int) -> tuple[dict, float, list[float]]:
     """CVAT mask (row-major RLE over an inclusive box) → COCO uncompressed RLE (column-major,
     whole image), its area and bbox."""
-    rle, (left, top, right, bottom) = [int(v) for v in points[:-4]], [int(v) for v in points[-4:]]
+    rle = [int(v) for v in points[:-4]]
+    left, top, right = (int(v) for v in points[-4:-1])  # (the bottom follows from the runs)
     bw = right - left + 1
     on = set()
     pos, val = 0, 0

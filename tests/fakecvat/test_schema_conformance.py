@@ -1,5 +1,4 @@
 """The schema harness itself: it must catch a response CVAT's clients would reject."""
-import pytest
 import requests
 
 import cvat_schema

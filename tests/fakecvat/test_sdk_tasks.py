@@ -5,7 +5,6 @@ import sys
 
 import pytest
 from cvat_sdk import make_client
-from cvat_sdk.core.proxies.tasks import ResourceType
 from PIL import Image
 
 

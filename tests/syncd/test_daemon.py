@@ -205,7 +205,7 @@ def test_second_daemon_on_same_root_is_refused(fakecvat, root, notify, daemons):
     notify.wait("READY=1")
     second = daemons(root, fakecvat.url)
     assert second.proc.wait(20) == 1
-    assert f"another syncd daemon holds" in second.log
+    assert "another syncd daemon holds" in second.log
     assert str(first.proc.pid) in second.log
     assert first.proc.poll() is None  # the first one is unaffected
     assert first.stop() == 0
