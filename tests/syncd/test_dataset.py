@@ -321,3 +321,21 @@ def test_unwritable_directory_is_a_sample_file_error(tmp_path):
 def test_discover_missing_root(tmp_path):
     with pytest.raises(SyncdError, match="not a directory"):
         list(dataset.discover(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("levels, refused", [(99, None), (100, "nested deeper than 100 levels"),
+                                             (5000, "nested")])
+def test_deeply_nested_sample_files_are_refused_in_one_line(tmp_path, levels, refused):
+    """A sample file nested past 100 levels (a field value of lists in lists) is refused with
+    a line naming the file; up to that it reads. 5000 levels is past every parser's limit."""
+    make_image(tmp_path / "a.jpg")
+    value = "[" * levels + "]" * levels
+    text = '{"filepath": "a.jpg", "tags": [], "x": %s}' % value
+    (tmp_path / "a.jpg.json").write_text(text)
+    if refused is None:
+        assert dataset.read_sample(tmp_path, "a.jpg")["filepath"] == "a.jpg"
+        return
+    with pytest.raises(SampleFileError) as err:
+        dataset.read_sample(tmp_path, "a.jpg")
+    assert str(tmp_path / "a.jpg.json") in str(err.value) and refused in str(err.value)
+    assert "\n" not in str(err.value)
