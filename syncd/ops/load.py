@@ -343,8 +343,11 @@ def _with_already_merged(sample: dict, fields: dict, sent: dict, dest_field) -> 
     out = {k: list(v) for k, v in sent.items()}
     dest = {next(iter(fields), None): dest_field} if isinstance(dest_field, str) else (dest_field or {})
     for field, value in fields.items():
-        have = {label_id(lb) for lb in labels_of(sample.get(dest.get(field, field)))}
-        again = [label_id(lb) for lb in labels_of(value) if label_id(lb) in have]
+        held = labels_of(sample.get(dest.get(field, field)))
+        if not held:
+            continue  # (the common case: nothing there yet, no ids to compare)
+        have = {label_id(lb) for lb in held}
+        again = [lid for lid in map(label_id, labels_of(value)) if lid in have]
         if again:
             out[field] = list(dict.fromkeys([*out.get(field, []), *again]))
     return out
