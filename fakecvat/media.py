@@ -15,7 +15,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".pbm", ".pgm", ".ppm"}
@@ -40,7 +40,8 @@ def mime_type(name: str) -> str:
 # ---- images ------------------------------------------------------------------------------
 
 def probe_image(path: str | Path, name: str | None = None) -> tuple[int, int]:
-    """(width, height); EXIF rotation is ignored (as CVAT's meta does).
+    """(width, height) as CVAT reports it: swapped for an EXIF orientation of 5-8 (a photo
+    taken sideways), as CVAT's image reader does, whose frames are served upright.
 
     The file is checked too, so one cut short fails the task's creation (as in CVAT, which
     decodes every image into chunks there) rather than a later frame or chunk request:
@@ -66,13 +67,13 @@ def probe_image_bytes(data: bytes, name: str) -> tuple[int, int]:
     a 1000-image task's processing. Anything this reader does not understand goes to Pillow.
     """
     if data[:2] == b"\xff\xd8":
-        size, scan = _jpeg_markers(data)
+        size, scan, orientation = _jpeg_markers(data)
         if size and scan is not None and (Image.MAX_IMAGE_PIXELS is None
                                           or size[0] * size[1] <= Image.MAX_IMAGE_PIXELS):
             if data.find(b"\xff\xd9", scan) < 0:
                 raise MediaError(f"Unable to read the image file {name}: image file is truncated "
                                  f"(no end-of-image marker)")
-            return size
+            return _upright(size, orientation)
     return _probe_with_pillow(io.BytesIO(data), name)
 
 
@@ -89,7 +90,7 @@ def _probe_with_pillow(fp, name: str) -> tuple[int, int]:
                 im.verify()
             else:
                 im.load()
-            return size
+            return _upright(size, _orientation_of(im))
     except UnidentifiedImageError as e:  # its message names the in-memory buffer: say it plainly
         raise MediaError(f"Unable to read the image file {name}: cannot identify image file") from e
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -101,15 +102,16 @@ _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0x
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _jpeg_markers(data: bytes) -> tuple[tuple[int, int] | None, int | None]:
+def _jpeg_markers(data: bytes) -> tuple[tuple[int, int] | None, int | None, int]:
     """Walk a JPEG's marker segments from the start of ``data``: (the size its start-of-frame
-    states, the offset where its first scan's entropy-coded data begins); either is None when
-    not found in ``data`` or when the segments cannot be walked (the caller then asks Pillow)."""
-    size = None
+    states, the offset where its first scan's entropy-coded data begins, the EXIF orientation
+    its APP1 segment states, 1 without one); size or offset is None when not found in ``data``
+    or when the segments cannot be walked (the caller then asks Pillow)."""
+    size, orientation = None, 1
     pos, end = 2, len(data)
     while pos + 4 <= end:
         if data[pos] != 0xFF:
-            return size, None
+            return size, None, orientation
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
@@ -118,21 +120,66 @@ def _jpeg_markers(data: bytes) -> tuple[tuple[int, int] | None, int | None]:
             pos += 2
             continue
         if marker == 0xD9:  # end of image before any scan
-            return size, None
+            return size, None, orientation
         length = int.from_bytes(data[pos + 2:pos + 4], "big")
         if length < 2:
-            return size, None
+            return size, None, orientation
         if marker in _SOF and size is None:
             if length < 8 or pos + 9 > end:
-                return None, None
+                return None, None, orientation
             h, w = int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big")
             if w <= 0 or h <= 0:
-                return None, None
+                return None, None, orientation
             size = (w, h)
+        elif marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+            orientation = _exif_orientation(data[pos + 10:pos + 2 + length])
         pos += 2 + length
         if marker == 0xDA:
-            return size, (pos if pos <= end else None)
-    return size, None
+            return size, (pos if pos <= end else None), orientation
+    return size, None, orientation
+
+
+def _exif_orientation(tiff: bytes) -> int:
+    """Tag 274 (Orientation) of an EXIF block's first IFD, as Pillow's ``getexif()`` reads it;
+    1 when it is absent or the block cannot be read."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    for n in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+        entry = ifd + 2 + 12 * n
+        if entry + 12 > len(tiff):
+            break
+        if int.from_bytes(tiff[entry:entry + 2], order) == 274:
+            if int.from_bytes(tiff[entry + 2:entry + 4], order) != 3:  # not a SHORT: unreadable
+                return 1
+            return int.from_bytes(tiff[entry + 8:entry + 10], order)
+    return 1
+
+
+def _orientation_of(im: Image.Image) -> int:
+    """Pillow's EXIF orientation of an opened image (1 without one). A PNG's comes from the
+    eXIf chunk read at open: its ``getexif()`` would load the pixels, which ``verify()`` forbids."""
+    try:
+        if im.format == "PNG":
+            raw = im.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = im.getexif()
+        value = exif.get(274, 1)
+    except Exception:  # a broken EXIF block is CVAT's "no orientation" too (Pillow warns)
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _upright(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """The size an image shows with its EXIF orientation applied: 5-8 turn it sideways."""
+    return (size[1], size[0]) if orientation > 4 else size
 
 
 def probe_image_header(path: str | Path, name: str | None = None) -> tuple[int, int]:
@@ -153,34 +200,37 @@ def probe_image_header(path: str | Path, name: str | None = None) -> tuple[int, 
         return size  # (a huge one goes through Pillow's decompression-bomb guard below)
     try:
         with Image.open(path) as im:
-            return im.size
+            return _upright(im.size, _orientation_of(im))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise MediaError(f"Unable to read the image file {name or Path(path).name}: {e}") from e
 
 
 def _jpeg_or_png_size(f) -> tuple[int, int] | None:
-    """The size a JPEG's start-of-frame or a PNG's IHDR states, or None (not one of those, or
-    not a header read this simply, e.g. a frame header behind more than 64 KiB of metadata:
-    the caller asks Pillow)."""
+    """The size a JPEG's start-of-frame or a PNG's IHDR states, turned upright by the JPEG's
+    EXIF orientation, or None (not one of those, or not a header read this simply, e.g. a
+    frame header behind more than 64 KiB of metadata, or a PNG with an EXIF chunk: the caller
+    asks Pillow)."""
     head = f.read(4096)  # the frame header is usually within the first few hundred bytes
     if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
         w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-        return (w, h) if w > 0 and h > 0 else None
+        return (w, h) if w > 0 and h > 0 and b"eXIf" not in head else None
     if not head.startswith(b"\xff\xd8"):
         return None
-    size = _jpeg_markers(head)[0]
+    size, _, orientation = _jpeg_markers(head)
     if size is None and len(head) == 4096:  # behind EXIF/ICC metadata: look further
-        size = _jpeg_markers(head + f.read(HEADER_BYTES - 4096))[0]
-    return size
+        size, _, orientation = _jpeg_markers(head + f.read(HEADER_BYTES - 4096))
+    return _upright(size, orientation) if size else None
 
 
 HEADER_BYTES = 64 * 1024
 
 
 def load_image(path: str | Path) -> Image.Image:
+    """The image upright (its EXIF orientation applied), as CVAT decodes frames for chunks and
+    previews; "original" frames stay the stored bytes, which viewers turn themselves."""
     with Image.open(path) as im:
         im.load()
-        return im.copy()
+        return ImageOps.exif_transpose(im)  # (a copy, turned or not)
 
 
 def to_jpeg(image: Image.Image, quality: int) -> bytes:

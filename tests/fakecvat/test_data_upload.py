@@ -316,3 +316,65 @@ def test_server_files_through_symlinks(fakecvat_factory, tmp_path):
     assert poll(s, r.json()["rq_id"])["status"] == "finished"
     meta = s.get(f"{s.base}/api/tasks/{tid}/data/meta").json()
     assert [f["name"] for f in meta["frames"]] == ["alias/a.png", "real/a.png"]
+
+
+def sideways(fmt: str, orientation: int) -> bytes:
+    """A 40x30 photo stored sideways: red in its stored top-left corner, EXIF orientation set."""
+    im = Image.new("RGB", (40, 30), (0, 0, 255))
+    im.paste((255, 0, 0), (0, 0, 10, 10))
+    exif = Image.Exif()
+    exif[274] = orientation
+    buf = io.BytesIO()
+    im.save(buf, fmt, exif=exif.tobytes(), quality=95)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("how", ["upload", "share"])
+def test_exif_orientation_sizes_and_frames_upright(fakecvat_factory, tmp_path, fmt, how):
+    """CVAT sizes an image as it shows once its EXIF orientation is applied (orientations 5-8
+    swap width and height) and serves compressed frames upright; the original frame stays the
+    stored bytes. Orientation 6 turns the stored top-left corner to the top right."""
+    ext = ".jpg" if fmt == "JPEG" else ".png"
+    files = {f"turned{ext}": sideways(fmt, 6), f"flipped{ext}": sideways(fmt, 3)}
+    share = tmp_path / "share"
+    share.mkdir()
+    for name, data in files.items():
+        (share / name).write_bytes(data)
+    server = fakecvat_factory(share_dir=share)
+    s = session(server)
+    tid = new_task(s)
+    if how == "upload":
+        parts = {f"client_files[{i}]": (n, d, "image/" + fmt.lower()) for i, (n, d) in enumerate(files.items())}
+        r = s.post(f"{s.base}/api/tasks/{tid}/data", files=parts, data={"image_quality": "95"})
+    else:
+        r = s.post(f"{s.base}/api/tasks/{tid}/data", json={"image_quality": 95, "server_files": list(files)})
+    assert r.status_code == 202, r.text
+    assert poll(s, r.json()["rq_id"])["status"] == "finished"
+    meta = s.get(f"{s.base}/api/tasks/{tid}/data/meta").json()
+    sizes = {f["name"]: (f["width"], f["height"]) for f in meta["frames"]}
+    assert sizes == {f"flipped{ext}": (40, 30), f"turned{ext}": (30, 40)}
+    number = [f["name"] for f in meta["frames"]].index(f"turned{ext}")
+    shown = Image.open(io.BytesIO(s.get(f"{s.base}/api/tasks/{tid}/data?type=frame&number={number}"
+                                        f"&quality=compressed").content))
+    assert shown.size == (30, 40)
+    red, blue = shown.getpixel((shown.width - 3, 2)), shown.getpixel((2, 2))
+    assert red[0] > 200 and red[2] < 60 and blue[2] > 200 and blue[0] < 60
+    original = s.get(f"{s.base}/api/tasks/{tid}/data?type=frame&number={number}&quality=original")
+    assert original.content == files[f"turned{ext}"]
+
+
+@pytest.mark.parametrize("order", ["II", "MM"])
+def test_exif_orientation_read_as_pillow_reads_it(order):
+    """The JPEG header walk reads tag 274 from either byte order, as Pillow does."""
+    from fakecvat.media import _exif_orientation
+    o = "little" if order == "II" else "big"
+    ifd = (2).to_bytes(2, o) + (256).to_bytes(2, o) + (3).to_bytes(2, o) + (1).to_bytes(4, o) + \
+        (40).to_bytes(2, o) + b"\0\0" + (274).to_bytes(2, o) + (3).to_bytes(2, o) + \
+        (1).to_bytes(4, o) + (7).to_bytes(2, o) + b"\0\0" + b"\0\0\0\0"
+    tiff = order.encode() + (42).to_bytes(2, o) + (8).to_bytes(4, o) + ifd
+    assert _exif_orientation(tiff) == 7
+    exif = Image.Exif()
+    exif.load(b"Exif\0\0" + tiff)
+    assert exif.get(274) == 7
+    assert _exif_orientation(tiff[:12]) == 1 and _exif_orientation(b"XX" + tiff[2:]) == 1

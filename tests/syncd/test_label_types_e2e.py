@@ -418,3 +418,27 @@ def test_edits_in_cvat_keep_ids_and_deletions_apply_for_every_family(tmp_path, f
     # the edit is written to the file the label refers to (as a FiftyOne user keeps mask_path)
     assert i["mask_path"] == "m/i.png"
     assert ((np.asarray(Image.open(tmp_path / "m" / "i.png")) > 0) == painted).all()
+
+
+# ---- photos taken sideways -------------------------------------------------------------------
+
+def test_boxes_on_a_sideways_photo_use_the_upright_frame(tmp_path, fakecvat, client):
+    """A phone photo stored 64x48 with EXIF orientation 6 shows 48x64 in CVAT. Relative boxes
+    (FiftyOne's, as the App shows the photo: upright) go to CVAT in the upright frame's pixels,
+    and what the annotator draws there comes back relative to the same frame."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (W, H), (20, 90, 160)).save(tmp_path / "a.jpg", exif=exif.tobytes())
+    box = [0.25, 0.125, 0.5, 0.25]
+    write(tmp_path, "a.jpg", {"gt": {"_cls": "Detections", "detections": [
+        {"_id": {"$oid": "651e3fab1e23d4e5f6a7b8c9"}, "_cls": "Detection", "label": "car",
+         "bounding_box": box, "tags": [], "attributes": {}}]}})
+    t = annotate(tmp_path, client, ["a.jpg"], label_field="gt", label_type="detections", classes=["car"])
+    meta = requests.get(f"{client.url}/api/tasks/{t.id}/data/meta", auth=AUTH).json()
+    assert (meta["frames"][0]["width"], meta["frames"][0]["height"]) == (H, W)
+    sent = t.annotations()["shapes"]
+    assert [s["points"] for s in sent] == [[12.0, 8.0, 36.0, 24.0]]   # 0.25*48, 0.125*64, ...
+    t.add(shapes=[shape(t, "car", "rectangle", [0, 32, 24, 64])])      # bottom-left quarter, upright
+    load(tmp_path, client)
+    boxes = sorted(d["bounding_box"] for d in read(tmp_path, "a.jpg")["gt"]["detections"])
+    assert boxes == [[0.0, 0.5, 0.5, 0.5], box]

@@ -132,7 +132,7 @@ def test_batches_sent_side_by_side_keep_the_sample_order(tmp_path, fakecvat, cli
 
 def _jpeg_with_exif(path: Path, size) -> None:
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotated: the stored size is still the one CVAT reports
+    exif[0x0112] = 6  # taken sideways: CVAT reports the upright size (its image reader swaps)
     Image.new("RGB", size, (10, 200, 30)).save(path, exif=exif.tobytes(), progressive=True)
 
 
@@ -150,7 +150,7 @@ def test_share_files_are_sized_from_headers_in_place(tmp_path, fakecvat_factory)
     meta = requests.get(f"{server.url}/api/tasks/{result['tasks'][0]}/data/meta", auth=AUTH).json()
     assert meta["storage"] == "share"
     assert [(f["name"], f["width"], f["height"]) for f in meta["frames"]] == \
-        [("ds/a.jpg", 70, 30), ("ds/b.png", 33, 21), ("ds/c.gif", 17, 9)]
+        [("ds/a.jpg", 30, 70), ("ds/b.png", 33, 21), ("ds/c.gif", 17, 9)]
     frame = requests.get(f"{server.url}/api/tasks/{result['tasks'][0]}/data?type=frame&number=1&quality=original",
                          auth=AUTH)
     assert Image.open(io.BytesIO(frame.content)).size == (33, 21)
