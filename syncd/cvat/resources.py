@@ -18,6 +18,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, quote
 
 from . import upload as _upload
+from .answers import check_labeled_data
 from .client import Transport
 from .errors import CVATError
 
@@ -208,7 +209,8 @@ class CVATClient(Transport):
     # ---- annotations ------------------------------------------------------------------------------
 
     def job_annotations(self, jid: int) -> dict:
-        return self.call("GET", f"/api/jobs/{int(jid)}/annotations")
+        path = f"/api/jobs/{int(jid)}/annotations"
+        return check_labeled_data(self.call("GET", path), f"GET {path}")
 
     def task_annotations(self, tid: int) -> dict:
         """A task's annotations read job by job and merged. Objects repeated in the frames of

@@ -280,3 +280,38 @@ def test_a_task_deleted_in_cvat_by_hand_does_not_leave_the_run_waiting_forever(t
         report = syncd.status(tmp_path, client=client)
         assert "deleted before its labels were loaded" in syncd.format_status(report)
     assert "gt" not in read(tmp_path, "a.jpg")
+
+
+# ---- CVAT answering, but not what its API describes -------------------------------------------
+
+@pytest.mark.parametrize("body, named", [
+    ({"version": 0, "tags": [], "tracks": [], "shapes": [
+        {"frame": [0], "label_id": 1, "type": "rectangle", "points": [1, 2, 3, 4]}]}, "shapes[0].frame"),
+    ({"version": 0, "tags": [], "tracks": [], "shapes": [
+        {"frame": 0, "label_id": {"id": 1}, "type": "rectangle", "points": [1, 2, 3, 4]}]}, "shapes[0].label_id"),
+    ({"version": 0, "tags": "none", "tracks": [], "shapes": []}, "tags should be a list"),
+    ({"version": 0, "tags": [], "shapes": [], "tracks": [
+        {"frame": 0, "label_id": 1, "shapes": [{"frame": "0", "points": []}]}]}, "tracks[0].shapes[0].frame"),
+    ([{"shapes": []}], "the body should be a JSON object"),
+])
+def test_a_malformed_annotations_answer_is_named_and_the_load_runs_again(tmp_path, fakecvat, client,
+                                                                         body, named):
+    """A 200 whose body is not CVAT's LabeledData (a broken proxy, a changed field) fails the
+    load in one line naming the call and the field, before any sample file is touched; once
+    CVAT answers properly, the same load merges everything."""
+    make_images(tmp_path, ["a.jpg"])
+    result = syncd.annotate(tmp_path, "r1", ["a.jpg"], client=client, **OPTS)
+    draw_box(fakecvat.url, result["tasks"][0], 0)
+    sample = tmp_path / "a.jpg.json"
+    before = sample.read_bytes() if sample.exists() else None
+    requests.post(fakecvat.url + "/_fakecvat/faults", json={
+        "path": r"/api/jobs/\d+/annotations", "method": "GET", "status": 200, "body": body})
+    with pytest.raises(CVATError) as err:
+        syncd.load_annotations(tmp_path, "r1", client=client)
+    message = str(err.value)
+    assert named in message and "/annotations" in message and "\n" not in message
+    assert "no answer" not in message
+    assert (sample.read_bytes() if sample.exists() else None) == before
+    requests.delete(fakecvat.url + "/_fakecvat/faults")
+    syncd.load_annotations(tmp_path, "r1", client=client)
+    assert [d["label"] for d in boxes(read(tmp_path, "a.jpg"))] == ["cat"]
