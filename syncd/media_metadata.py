@@ -116,11 +116,22 @@ def _image_metadata(path: Path, ext: str, size: int) -> dict:
 
     with open_image(path) as img:
         width, height = img.size
+        if img.format == "JPEG" and _turned_sideways(img):
+            width, height = height, width  # as FiftyOne's get_image_info (and CVAT) report it
         channels = len(img.getbands())
         mime = Image.MIME.get(img.format or "", _IMAGE_MIME[ext])
         _check_decodes(path, img)
     return {"_cls": "ImageMetadata", "size_bytes": size, "mime_type": mime,
             "width": width, "height": height, "num_channels": channels}
+
+
+def _turned_sideways(img) -> bool:
+    """Whether the image's EXIF orientation (5-8) turns it a quarter: FiftyOne then reports
+    its width and height swapped (for JPEGs only), and CVAT sizes and shows it upright."""
+    try:
+        return img.getexif().get(0x0112) in (5, 6, 7, 8)
+    except Exception:  # an unreadable EXIF block: no orientation, as Pillow and FiftyOne see it
+        return False
 
 
 def _video_metadata(path: Path, ext: str, size: int) -> dict:

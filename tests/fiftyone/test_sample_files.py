@@ -164,3 +164,22 @@ def test_syncd_sample_files_load_in_fiftyone(fo, tmp_path, fakecvat, annotator, 
     fo_dataset.add_samples([a, b])
     assert fo_dataset.count("ground_truth.detections") == 2
     assert fo_dataset.count_values("weather.label") == {"sunny": 1, "rainy": 1}
+
+
+@pytest.mark.parametrize("fmt, orientation", [("JPEG", 6), ("JPEG", 7), ("JPEG", 2), ("PNG", 6)])
+def test_syncd_metadata_is_fiftyones_for_photos_taken_sideways(fo, tmp_path, fmt, orientation):
+    """The metadata syncd computes (and writes into sample files) is what FiftyOne's
+    compute_metadata computes, EXIF orientation included."""
+    from PIL import Image
+
+    import fiftyone.core.metadata as fom
+    from syncd.media_metadata import compute_metadata
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / ("a.jpg" if fmt == "JPEG" else "a.png")
+    Image.new("RGB", (W, H)).save(path, fmt, exif=exif.tobytes())
+    ours = compute_metadata(path)
+    theirs = fom.ImageMetadata.build_for(str(path))
+    assert (ours["width"], ours["height"], ours["num_channels"]) == \
+        (theirs.width, theirs.height, theirs.num_channels)

@@ -339,3 +339,17 @@ def test_deeply_nested_sample_files_are_refused_in_one_line(tmp_path, levels, re
         dataset.read_sample(tmp_path, "a.jpg")
     assert str(tmp_path / "a.jpg.json") in str(err.value) and refused in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fmt, ext, orientation, size", [
+    ("JPEG", ".jpg", 6, (30, 40)), ("JPEG", ".jpg", 8, (30, 40)), ("JPEG", ".jpg", 3, (40, 30)),
+    ("JPEG", ".jpg", 1, (40, 30)), ("PNG", ".png", 6, (40, 30))])
+def test_image_metadata_sized_as_fiftyone_sizes_photos_taken_sideways(tmp_path, fmt, ext, orientation, size):
+    """FiftyOne's metadata swaps width and height of a JPEG whose EXIF orientation turns it a
+    quarter (5-8), and only of JPEGs; syncd's metadata is FiftyOne's."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / ("a" + ext)
+    Image.new("RGB", (40, 30)).save(path, fmt, exif=exif.tobytes())
+    meta = media_metadata.compute_metadata(path)
+    assert (meta["width"], meta["height"]) == size  # (tests/fiftyone checks FiftyOne agrees)
