@@ -153,13 +153,10 @@ def import_annotations(annotations: dict, task_labels: list[dict], frames: dict[
 
     def locate(item):
         info = frames.get(item.get("frame"))
-        cvat_label = item.get("label_id")
-        try:
-            found = resolved[cvat_label]
-        except KeyError:
-            found = resolved[cvat_label] = resolve(cvat_label)
-        except TypeError:  # an unhashable label_id from a hostile answer
-            return None
+        cvat_label = item.get("label_id")  # (an int: the client checked CVAT's answer)
+        if cvat_label not in resolved:
+            resolved[cvat_label] = resolve(cvat_label)
+        found = resolved[cvat_label]
         if info is None or found is None:
             return None
         specs, fs, cls, field_attrs = found

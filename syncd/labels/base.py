@@ -46,6 +46,11 @@ _DEFAULTS = {
 }
 
 
+# a CVAT attribute named like these (from a project made elsewhere) must not replace the
+# label's id or type: the merge and FiftyOne both rely on them
+_IDENTITY = frozenset({"_id", "_cls"})
+
+
 def new_label(cls_name: str, label: Any, lid: str | None, attrs: dict, **fields: Any) -> dict:
     """A FiftyOne label dict in ``to_dict()`` shape; ``lid`` kept when it is a valid id."""
     d = {"_id": oid(lid.lower() if is_object_id(lid) else new_id()), "_cls": cls_name,
@@ -58,11 +63,6 @@ def new_label(cls_name: str, label: Any, lid: str | None, attrs: dict, **fields:
         else:
             d[k] = v
     return d
-
-
-# a CVAT attribute named like these (from a project made elsewhere) must not replace the
-# label's id or type: the merge and FiftyOne both rely on them
-_IDENTITY = frozenset({"_id", "_cls"})
 
 
 def is_number(v: Any) -> bool:
