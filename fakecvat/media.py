@@ -132,47 +132,35 @@ def _jpeg_markers(data: bytes) -> tuple[tuple[int, int] | None, int | None, int]
                 return None, None, orientation
             size = (w, h)
         elif marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
-            orientation = _exif_orientation(data[pos + 10:pos + 2 + length])
+            orientation = _exif_orientation(data[pos + 4:pos + 2 + length])
         pos += 2 + length
         if marker == 0xDA:
             return size, (pos if pos <= end else None), orientation
     return size, None, orientation
 
 
-def _exif_orientation(tiff: bytes) -> int:
-    """Tag 274 (Orientation) of an EXIF block's first IFD, as Pillow's ``getexif()`` reads it;
-    1 when it is absent or the block cannot be read."""
-    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
-    if order is None or len(tiff) < 8:
+def _exif_orientation(raw: bytes) -> int:
+    """Tag 274 (Orientation) of an EXIF block (with or without its ``Exif\\0\\0`` header),
+    read by Pillow's own EXIF parser; 1 when absent or unreadable (CVAT's "no orientation")."""
+    if not raw:
         return 1
-    ifd = int.from_bytes(tiff[4:8], order)
-    if ifd + 2 > len(tiff):
+    try:
+        exif = Image.Exif()
+        exif.load(raw)
+        value = exif.get(274, 1)
+    except Exception:  # a broken EXIF block (Pillow warns and reads nothing)
         return 1
-    for n in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
-        entry = ifd + 2 + 12 * n
-        if entry + 12 > len(tiff):
-            break
-        if int.from_bytes(tiff[entry:entry + 2], order) == 274:
-            if int.from_bytes(tiff[entry + 2:entry + 4], order) != 3:  # not a SHORT: unreadable
-                return 1
-            return int.from_bytes(tiff[entry + 8:entry + 10], order)
-    return 1
+    return value if isinstance(value, int) else 1
 
 
 def _orientation_of(im: Image.Image) -> int:
-    """Pillow's EXIF orientation of an opened image (1 without one). A PNG's comes from the
-    eXIf chunk read at open: its ``getexif()`` would load the pixels, which ``verify()`` forbids."""
+    """The EXIF orientation of an opened image. A PNG's comes from the eXIf chunk read at open:
+    its ``getexif()`` would load the pixels, which ``verify()`` forbids."""
+    if im.format == "PNG":
+        return _exif_orientation(im.info.get("exif") or b"")
     try:
-        if im.format == "PNG":
-            raw = im.info.get("exif")
-            if not raw:
-                return 1
-            exif = Image.Exif()
-            exif.load(raw)
-        else:
-            exif = im.getexif()
-        value = exif.get(274, 1)
-    except Exception:  # a broken EXIF block is CVAT's "no orientation" too (Pillow warns)
+        value = im.getexif().get(274, 1)
+    except Exception:
         return 1
     return value if isinstance(value, int) else 1
 

@@ -188,7 +188,10 @@ def _share_path(share_dir: str | None, root: str | None, rel, dirs: dict[str, st
         mode = 0  # missing: the request fails when the task is processed, as in CVAT
     if stat.S_ISLNK(mode):
         path = os.path.realpath(path)
-        mode = os.stat(path).st_mode if os.path.exists(path) else 0
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = 0  # a dangling link: missing, as above
     if not _inside(root, real_parent) or not _inside(root, path):
         raise FieldError("server_files", f"The path {rel!r} is outside the share")
     return norm + "/" if stat.S_ISDIR(mode) else norm

@@ -365,16 +365,20 @@ def test_exif_orientation_sizes_and_frames_upright(fakecvat_factory, tmp_path, f
 
 
 @pytest.mark.parametrize("order", ["II", "MM"])
-def test_exif_orientation_read_as_pillow_reads_it(order):
-    """The JPEG header walk reads tag 274 from either byte order, as Pillow does."""
-    from fakecvat.media import _exif_orientation
+def test_exif_orientation_found_in_either_byte_order(tmp_path, order):
+    """A JPEG's EXIF block may be little- or big-endian (cameras write both): the header walk
+    finds the orientation either way, in an upload and in a share file's header."""
+    from fakecvat.media import probe_image_bytes, probe_image_header
     o = "little" if order == "II" else "big"
-    ifd = (2).to_bytes(2, o) + (256).to_bytes(2, o) + (3).to_bytes(2, o) + (1).to_bytes(4, o) + \
-        (40).to_bytes(2, o) + b"\0\0" + (274).to_bytes(2, o) + (3).to_bytes(2, o) + \
-        (1).to_bytes(4, o) + (7).to_bytes(2, o) + b"\0\0" + b"\0\0\0\0"
-    tiff = order.encode() + (42).to_bytes(2, o) + (8).to_bytes(4, o) + ifd
-    assert _exif_orientation(tiff) == 7
-    exif = Image.Exif()
-    exif.load(b"Exif\0\0" + tiff)
-    assert exif.get(274) == 7
-    assert _exif_orientation(tiff[:12]) == 1 and _exif_orientation(b"XX" + tiff[2:]) == 1
+    entry = (274).to_bytes(2, o) + (3).to_bytes(2, o) + (1).to_bytes(4, o) + (6).to_bytes(2, o) + b"\0\0"
+    tiff = order.encode() + (42).to_bytes(2, o) + (8).to_bytes(4, o) + (1).to_bytes(2, o) + entry + bytes(4)
+    app1 = b"Exif\0\0" + tiff
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buf, "JPEG")
+    jpeg = buf.getvalue()
+    data = jpeg[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + jpeg[2:]
+    assert Image.open(io.BytesIO(data)).getexif().get(274) == 6   # a well-formed EXIF block
+    assert probe_image_bytes(data, "a.jpg") == (30, 40)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(data)
+    assert probe_image_header(path) == (30, 40)
