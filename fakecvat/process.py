@@ -12,11 +12,15 @@ Readiness is the line ``fakecvat VERSION serving on http://HOST:PORT`` that ``se
 on stderr once its socket listens; every stderr line (that one included) is appended to
 ``log_path``, one file across all lives of the process. The first life fixes the port (even
 when it was 0 = "any free port"), so restarts keep ``url`` stable for clients that hold it.
+Whatever temporary files a life makes (its media directory when there is no data dir, request
+bodies waitress spills to disk) go to a directory of this object's (the child's ``TMPDIR``),
+removed by :meth:`close`: a life ended by kill -9 cannot clean up after itself.
 """
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +91,8 @@ class FakeCVATProcess:
         self.proc: subprocess.Popen | None = None
         self._drainer: threading.Thread | None = None
         self._finalizer = None
+        self.scratch_dir: str | None = None  # the lives' TMPDIR (made by the first start, removed by close)
+        self._scratch_finalizer = None
         self._http = requests.Session()  # for get()/control(); session() hands out fresh ones
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -116,6 +122,11 @@ class FakeCVATProcess:
             # and putting site-packages ahead of the stdlib could shadow it)
             env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        if self.scratch_dir is None:
+            self.scratch_dir = tempfile.mkdtemp(prefix="fakecvat-proc-")
+            # made before any life's reaper, so at interpreter exit it runs after them
+            self._scratch_finalizer = weakref.finalize(self, shutil.rmtree, self.scratch_dir, True)
+        env["TMPDIR"] = self.scratch_dir
         proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, env=env)
         self.proc = proc
@@ -157,8 +168,12 @@ class FakeCVATProcess:
         return self.start(timeout)
 
     def close(self, keep_log: bool = False) -> None:
-        """stop(), and remove the log if this object made it (and ``keep_log`` is false)."""
+        """stop(), remove the lives' temporary files, and the log if this object made it (and
+        ``keep_log`` is false)."""
         self.stop()
+        if self._scratch_finalizer is not None:
+            self._scratch_finalizer()
+            self.scratch_dir = self._scratch_finalizer = None
         if self._own_log and not keep_log:
             self.log_path.unlink(missing_ok=True)
 

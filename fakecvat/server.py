@@ -22,10 +22,15 @@ class FakeCVAT:
                  cvat_version: str = DEFAULT_VERSION, share_dir=None, threads: int = 8):
         self.app = create_app(data_dir=data_dir, users_spec=users, cvat_version=cvat_version, share_dir=share_dir)
         self.store = self.app.config["STORE"]
-        self._server = create_server(self.app, host=host, port=port, threads=threads,
-                                     ident="fakecvat", clear_untrusted_proxy_headers=True,
-                                     channel_timeout=60, max_request_body_size=32 * 1024 ** 3,
-                                     recv_bytes=RECV_BYTES)
+        try:
+            self._server = create_server(self.app, host=host, port=port, threads=threads,
+                                         ident="fakecvat", clear_untrusted_proxy_headers=True,
+                                         channel_timeout=60, max_request_body_size=32 * 1024 ** 3,
+                                         recv_bytes=RECV_BYTES)
+        except BaseException:
+            # nothing will serve: undo what create_app set up (its temporary media directory)
+            self._run_stop_hooks()
+            raise
         self.host = host
         self.port = self._server.effective_port
         self._thread: threading.Thread | None = None
@@ -62,6 +67,9 @@ class FakeCVAT:
         else:
             srv.close()
         srv.task_dispatcher.shutdown(timeout=2)
+        self._run_stop_hooks()
+
+    def _run_stop_hooks(self) -> None:
         for hook in self.app.config.get("STOP_HOOKS", []):  # webhook deliveries, temporary media
             hook(self.app)
         self.store.close()

@@ -5,11 +5,14 @@ What a user relies on: it serves on a free port, ``session()`` is logged in, ``s
 survives both a clean restart and kill -9. Every life's stderr lands in one log file."""
 from __future__ import annotations
 
+import io
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image
 
 from fakecvat import FakeCVATProcess
 
@@ -20,6 +23,12 @@ def _gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def _create_task(server: FakeCVATProcess, name: str) -> int:
@@ -79,3 +88,25 @@ def test_a_failed_start_says_why_and_leaves_no_process(tmp_path):
         with pytest.raises(RuntimeError, match="cannot listen"):
             server.start()
     assert not server.alive()
+    # the server that could not listen removed the media directory it had made
+    assert os.listdir(server.scratch_dir) == []
+    server.close()
+
+
+def test_close_removes_what_a_killed_life_left(tmp_path):
+    server = FakeCVATProcess(log_path=tmp_path / "f.log")
+    try:
+        server.start()
+        scratch = Path(server.scratch_dir)
+        tid = _create_task(server, "photos")
+        r = server.session().post(f"{server.url}/api/tasks/{tid}/data", data={"image_quality": 70},
+                                  files={"client_files[0]": ("a.png", _png())}, timeout=30)
+        assert r.status_code == 202, r.text
+        media = [p for p in scratch.rglob("a.png")]
+        assert len(media) == 1  # the upload landed under the life's TMPDIR
+        assert server.kill() == -9
+        assert media[0].exists()  # kill -9: the child could not clean up
+        server.start()  # a second life shares the scratch directory
+    finally:
+        server.close()
+    assert not scratch.exists()

@@ -51,8 +51,11 @@ def close(img: Image.Image, i: int) -> bool:
 
 
 @pytest.fixture
-def client(fakecvat):
+def client(fakecvat, tmp_path):
     with make_client(fakecvat.url, credentials=("admin", "admin")) as c:
+        # Job.get_frame lets the SDK write the frame to a temporary file it never removes
+        # (a parsed binary answer): keep those in the test's own directory
+        c.api_client.configuration.temp_folder_path = str(tmp_path)
         yield c
 
 
