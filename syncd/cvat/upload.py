@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from .. import fingerprint
 from .errors import CVATError
 
 BATCH_BYTES = 100 * 1024 * 1024   # the official SDK's limit per Upload-Multiple request
@@ -65,9 +66,11 @@ class MultipartStream:
     def __init__(self, fields: Sequence[tuple[str, str]], files: Sequence[tuple],
                  counter: _Counter | None = None, digests: dict | None = None):
         """``files``: ``(field name, file name, path)`` or ``(field name, file name, path, size)``
-        (a known size saves a stat). ``digests``: filled with {path: sha256 hex} of the bytes
-        each file sent (the upload reads them anyway; a separate hashing pass read them again
-        and, in threads, slowed the upload by ~15 % through GIL hand-offs)."""
+        (a known size saves a stat). ``digests``: filled with {path: (sha256 hex, stat
+        fingerprint or None)} of the bytes each file sent (the upload reads them anyway; a
+        separate hashing pass read them again and, in threads, slowed the upload by ~15 %
+        through GIL hand-offs). The fingerprint (``syncd.fingerprint``) comes from an
+        ``fstat`` before and after the read."""
         self.boundary = uuid.uuid4().hex
         self.content_type = f"multipart/form-data; boundary={self.boundary}"
         self._parts: list[tuple[bytes, Path | bytes, int]] = []
@@ -99,13 +102,15 @@ class MultipartStream:
                 yield head + src + b"\r\n"
                 continue
             with open(src, "rb") as fh:  # one open file at a time
+                before = os.fstat(fh.fileno()) if self._digests is not None else None
                 if size <= READ_BLOCK:
                     data = fh.read(size + 1)  # (a 1 MiB request would allocate 1 MiB per file)
                     if len(data) != size:
                         raise CVATError(f"{src} changed size while being uploaded ({size} -> {len(data)} bytes)")
                     self._count(len(data))
-                    if self._digests is not None:
-                        self._digests[src] = hashlib.sha256(data).hexdigest()
+                    if before is not None:
+                        self._digests[src] = (hashlib.sha256(data).hexdigest(),
+                                              fingerprint.settled(before, os.fstat(fh.fileno())))
                     yield b"".join((head, data, b"\r\n"))
                     continue
                 yield head
@@ -120,7 +125,7 @@ class MultipartStream:
                 if sent != size:
                     raise CVATError(f"{src} changed size while being uploaded ({size} -> {sent} bytes)")
                 if digest is not None:
-                    self._digests[src] = digest.hexdigest()
+                    self._digests[src] = (digest.hexdigest(), fingerprint.settled(before, os.fstat(fh.fileno())))
             yield b"\r\n"
         yield self._tail
 
@@ -191,8 +196,9 @@ def upload_data(t, tid: int, files, *, image_quality: int = 75, sorting_method: 
                 parallel: int = 1, digests: dict | None = None) -> str:
     """Attach ``files`` (or ``server_files``) to task ``tid``; return the request id to wait on
     ("" for servers older than 2.16 that answer without one). ``parallel``: Upload-Multiple
-    requests in flight at once (see ``send_batches``). ``digests``: filled with {path: sha256}
-    of what each file sent in a multipart batch (files big enough for TUS are not hashed)."""
+    requests in flight at once (see ``send_batches``). ``digests``: filled with {path: (sha256,
+    stat fingerprint or None)} of what each file sent in a multipart batch (files big enough
+    for TUS are not hashed)."""
     url = f"/api/tasks/{tid}/data/"
     params: dict = {"image_quality": int(image_quality), "sorting_method": sorting_method, "use_cache": use_cache}
     for key, value in (("chunk_size", chunk_size), ("start_frame", start_frame), ("stop_frame", stop_frame)):

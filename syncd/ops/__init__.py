@@ -22,6 +22,8 @@ Run record shape (stored by syncd.runs.RunStore)::
      "sent": {rel: {field: [label ids]}},      # what each sample carried into CVAT
      "hashes": {rel: sha256},                  # media content when sent (added per batch, as it
                                                # turns "annotating": see ops/hashing.py)
+     "media_stats": {rel: [size, mtime_ns, ctime_ns, inode]},  # the file's stat when hashed, if
+                                               # settled: equal at load = unchanged, not re-read
      "merged": [rel, ...],                     # samples whose labels are already on disk
      "flagged": {rel: reason},                 # not merged: needs a person (e.g. media changed)
      "skipped": {rel: reason}}                 # never sent: bad media or sample file

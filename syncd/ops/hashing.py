@@ -1,7 +1,8 @@
 """Content hashes of a run's media (``run["hashes"]``), computed while the run uploads.
 
 A run records the sha256 of each medium so that loading can flag media changed while in
-annotation (``common.media_changed``). Hashing 1000 640x480 JPEGs (~43 MB) is ~0.035 s of CPU
+annotation (``common.media_changed``), and beside it the file's stat fingerprint, which spares
+loading from reading the file again while it is unchanged (``syncd.fingerprint``). Hashing 1000 640x480 JPEGs (~43 MB) is ~0.035 s of CPU
 plus reading them. Where the files are uploaded, the upload hashes the very bytes it sends
 (``MultipartStream``), so nothing is read twice: those digests reach ``collect`` as ``sent``.
 Where nothing is read by syncd (zero copy: CVAT reads the share), and for videos (a big
@@ -23,6 +24,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from .. import fingerprint
 from ..errors import MediaError
 
 log = logging.getLogger("syncd.ops")
@@ -33,11 +35,17 @@ _jobs: dict[tuple[str, str], dict[str, Future]] = {}
 _lock = threading.Lock()
 
 
-def sha256_file(path) -> str:
-    """Hex sha256 of a file's bytes (``media_metadata.content_hash``, read into one reused buffer)."""
+Hashed = tuple  # (sha256 hex, stat fingerprint or None): what a run records of one medium
+
+
+def sha256_file(path) -> Hashed:
+    """(hex sha256 of a file's bytes, its stat fingerprint or None): ``media_metadata.content_hash``
+    read into one reused buffer, between two ``fstat``s."""
     try:
         with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+            before = os.fstat(f.fileno())
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            return digest, fingerprint.settled(before, os.fstat(f.fileno()))
     except OSError as exc:
         raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -67,8 +75,8 @@ def start(root, key: str, rels: list[str]) -> None:
 CHUNK = 64
 
 
-def _hash_all(root: str, rels: list[str]) -> dict[str, str | MediaError]:
-    out: dict[str, str | MediaError] = {}
+def _hash_all(root: str, rels: list[str]) -> dict[str, Hashed | MediaError]:
+    out: dict[str, Hashed | MediaError] = {}
     for rel in rels:
         try:
             out[rel] = sha256_file(os.path.join(root, rel))
@@ -78,9 +86,9 @@ def _hash_all(root: str, rels: list[str]) -> dict[str, str | MediaError]:
 
 
 def collect(root, key: str, rels: list[str], have: dict | None = None,
-            sent: dict | None = None) -> dict[str, str]:
-    """{rel: hash} of ``rels`` not already in ``have``: those the upload hashed as it sent
-    them (``sent``), then the background job's, else hashed now. A file that cannot be read gets
+            sent: dict | None = None) -> dict[str, Hashed]:
+    """{rel: (hash, fingerprint)} of ``rels`` not already in ``have``: those the upload hashed
+    as it sent them (``sent``), then the background job's, else hashed now. A file that cannot be read gets
     no hash (its sample was sent; loading then reports it deleted or unreadable rather than
     comparing hashes)."""
     have = have or {}
@@ -106,7 +114,7 @@ def collect(root, key: str, rels: list[str], have: dict | None = None,
     out = dict(known)
     for rel in todo:
         value = results.get(rel)
-        if isinstance(value, str):
+        if isinstance(value, tuple):
             out[rel] = value
         else:
             log.warning("no content hash for %s: %s", rel, value)

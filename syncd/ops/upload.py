@@ -147,7 +147,7 @@ def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: 
     """A batch whose task exists (``batch["task_id"]``): data, existing labels, assignees."""
     key, i, cfg, tid = run["key"], batch["index"], run["config"], batch["task_id"]
     jobs = None
-    digests: dict[str, str] = {}  # sha256 of the media as this call sent them
+    digests: dict[str, tuple] = {}  # (sha256, fingerprint) of the media as this call sent them
     if state in ("created", "uploading"):
         if not fresh:
             # found half-done: the data may be in already
@@ -209,19 +209,25 @@ def _fresh_key(root, run: dict, index: int) -> tuple:
 
 
 def _write(store: RunStore, key: str, index: int, fields: dict, *, hashes: dict | None = None, **top) -> dict:
-    """One record write: fields of batch ``index``, media ``hashes`` to add, and top-level
-    ``top`` fields; returns the batch as written."""
+    """One record write: fields of batch ``index``, media ``hashes`` to add ({rel: (sha256,
+    stat fingerprint or None)}), and top-level ``top`` fields; returns the batch as written."""
     def change(rec):
         rec["batches"][index].update(fields)
         if hashes:
-            rec.setdefault("hashes", {}).update(hashes)
+            rec.setdefault("hashes", {}).update((rel, h[0]) for rel, h in hashes.items())
+            stats = rec.setdefault("media_stats", {})
+            for rel, (_, fp) in hashes.items():
+                if fp:
+                    stats[rel] = fp
+                else:
+                    stats.pop(rel, None)
         rec.update(top)
     return store.modify(key, change)["batches"][index]
 
 
 def _send_data(client, root, cfg: dict, batch: dict, progress, digests: dict) -> str | None:
     """Attach the batch's media to its task (share names or the files); the request id.
-    ``digests`` receives {sample path: sha256} of the files as they were sent."""
+    ``digests`` receives {sample path: (sha256, stat fingerprint)} of the files as they were sent."""
     tid = batch["task_id"]
     names = _share_names(root, batch["samples"], cfg.get("share_root"))
     files = [os.path.join(root, rel) for rel in batch["samples"]]

@@ -2,6 +2,7 @@
 fails halfway (fakecvat fault injection) and its ``resume``, bad requests that must leave nothing
 behind, and the dataset changing under a run (a person's edit, media replaced or deleted)."""
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -10,8 +11,11 @@ import pytest
 import requests
 
 import syncd
+from syncd import fingerprint
 from syncd.cvat import CVATClient, CVATError
 from syncd.errors import RunError, SyncdError
+from syncd.ops.common import media_changed
+from syncd.runs import RunStore
 from syncd.schema import SchemaError
 
 from sample_helpers import make_images
@@ -237,6 +241,41 @@ def test_media_changed_during_annotation_is_flagged_not_merged(tmp_path, fakecva
     assert "FLAGGED a.jpg" in syncd.format_status([report])
     syncd.load_annotations(tmp_path, "r1", client=client)      # loading again still does not merge it
     assert boxes(read(tmp_path, "a.jpg")) == []
+
+
+def test_stat_fingerprints_spare_rereads_but_never_hide_a_change(tmp_path, fakecvat, client):
+    """Media settled before the run get their stat recorded beside their hash. At load an
+    unchanged stat is trusted; a touched file is hashed and loads; a file rewritten with its old
+    size and mtime put back (its ctime moved) is hashed and flagged."""
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+    make_images(tmp_path, names)
+    time.sleep(0.2)  # older than a timestamp tick (the racily-clean guard): fingerprints are kept
+    result = syncd.annotate(tmp_path, "r1", names, client=client, **OPTS)
+    run = RunStore(tmp_path).get("r1")
+    assert run["media_stats"] == {n: fingerprint.of(os.stat(tmp_path / n)) for n in names}
+    tid = result["tasks"][0]
+    st = os.stat(tmp_path / "a.jpg")
+    os.utime(tmp_path / "a.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # touched only
+    st = os.stat(tmp_path / "b.jpg")
+    data = bytearray((tmp_path / "b.jpg").read_bytes())
+    data[-3] ^= 0xFF  # same size, other bytes, and its old mtime put back
+    (tmp_path / "b.jpg").write_bytes(bytes(data))
+    os.utime(tmp_path / "b.jpg", ns=(st.st_atime_ns, st.st_mtime_ns))
+    for frame in range(3):
+        draw_box(fakecvat.url, tid, frame)
+    summary = syncd.load_annotations(tmp_path, "r1", client=client)
+    assert set(summary["flagged"]) == {"b.jpg"} and "content hash" in summary["flagged"]["b.jpg"]
+    assert [d["label"] for d in boxes(read(tmp_path, "a.jpg"))] == ["cat"]
+    assert [d["label"] for d in boxes(read(tmp_path, "c.jpg"))] == ["cat"]
+
+
+def test_an_unchanged_stat_is_trusted_without_reading_the_file(tmp_path):
+    make_images(tmp_path, ["a.jpg"])
+    st = os.stat(tmp_path / "a.jpg")
+    wrong = {"hashes": {"a.jpg": "0" * 64}}  # a hash this file does not have
+    assert "content hash" in media_changed(tmp_path, "a.jpg", wrong)
+    assert media_changed(tmp_path, "a.jpg", {**wrong, "media_stats": {"a.jpg": fingerprint.of(st)}}) is None
+    assert "deleted" in media_changed(tmp_path, "gone.jpg", wrong)
 
 
 def test_media_deleted_during_annotation_does_not_crash_the_load(tmp_path, fakecvat, client):
