@@ -11,7 +11,6 @@ A media file's metadata and hash are ``media_metadata``'s job; mask PNGs are ``m
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import stat
@@ -276,7 +275,7 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
 
 
 def _snapshot(path: Path) -> tuple | None:
-    """What identifies the file's current content: (mtime_ns, size, sha256) or None if absent."""
+    """What identifies the file's current content: (mtime_ns, size, bytes) or None if absent."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -285,7 +284,7 @@ def _snapshot(path: Path) -> tuple | None:
         return None
     except OSError as exc:  # a directory by that name, no permission...: one line, not a traceback
         raise SampleFileError(f"{path}: cannot read sample file: {exc.strerror or exc}") from None
-    return (st.st_mtime_ns, st.st_size, hashlib.sha256(data).digest(), data)
+    return (st.st_mtime_ns, st.st_size, data)
 
 
 # Serialises syncd's own writers in this process (daemon threads); writers in other processes
@@ -315,8 +314,8 @@ def _prepare(root, rel: str, path: Path, change: Callable[[dict], dict | None]) 
         current = new_sample(root, rel)
         proposed = copy.deepcopy(current)
     else:
-        current = _parse_sample(path, snap[3])
-        proposed = _loads(snap[3])  # an independent copy, at C speed (deepcopy is not)
+        current = _parse_sample(path, snap[2])
+        proposed = _loads(snap[2])  # an independent copy, at C speed (deepcopy is not)
     result = change(proposed)
     new = proposed if result is None else result
     if not isinstance(new, dict):

@@ -1,6 +1,6 @@
 """Stat fingerprints: when a file's ``stat`` proves it unchanged since its content was hashed.
 
-A run records the sha256 of each medium as it was sent, and loading compares it with the file
+A run records the content hash of each medium as it was sent, and loading compares it with the file
 to flag media changed while in annotation. Hashing at load reads every medium again (43 MB for
 1000 photos, the whole file for every video); git's index avoids the same reread with the file's
 stat. ``[size, mtime_ns, ctime_ns, inode]`` taken around the read that hashed a file is

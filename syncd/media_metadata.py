@@ -12,6 +12,8 @@ import hashlib
 import posixpath
 from pathlib import Path
 
+import xxhash
+
 from syncd.errors import MediaError
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -33,16 +35,38 @@ def media_ext(name: str) -> str:
     return posixpath.splitext(name)[1].lower()
 
 
-def content_hash(path) -> str:
-    """Hex sha256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
+# Media content hashes tell a medium changed while in annotation: accidental change, not an
+# adversary (who could edit the run record too), so a fast non-cryptographic 128-bit hash does,
+# as rsync uses XXH3-128 to tell changed files. It hashes 43 MB in ~2 ms of CPU where sha256
+# took ~31 ms (with the SHA extensions), CPU that uploading shares with a CVAT on the same host.
+# Runs recorded before it hold bare sha256 hex, still checked as such (``same_content``).
+HASH_PREFIX = "xxh128:"
+new_hasher = xxhash.xxh3_128
+
+
+def hash_value(hasher) -> str:
+    """The recorded form of a finished ``new_hasher()``: ``xxh128:<32 hex>``."""
+    return HASH_PREFIX + hasher.hexdigest()
+
+
+def hash_bytes(data) -> str:
+    return HASH_PREFIX + xxhash.xxh3_128_hexdigest(data)
+
+
+def content_hash(path, *, legacy: bool = False) -> str:
+    """The content hash of a file's bytes, streamed (``legacy``: bare sha256 hex, the form
+    runs recorded before XXH3)."""
     try:
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+            h = hashlib.file_digest(f, "sha256" if legacy else new_hasher)
     except OSError as exc:
         raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
-    return h.hexdigest()
+    return h.hexdigest() if legacy else hash_value(h)
+
+
+def same_content(path, recorded: str) -> bool:
+    """Whether ``path`` still holds the bytes whose hash a run ``recorded`` (either form)."""
+    return content_hash(path, legacy=not recorded.startswith(HASH_PREFIX)) == recorded
 
 
 def compute_metadata(path) -> dict:

@@ -115,7 +115,7 @@ class CVATClient(Transport):
                     digests: dict | None = None) -> str:
         """Attach media to a task; returns the request id to pass to ``wait_task_ready``.
         ``files`` may also hold ``(name, path)`` pairs to choose the names CVAT shows.
-        ``digests`` (a dict) receives {path: (sha256, stat fingerprint or None)} of the bytes
+        ``digests`` (a dict) receives {path: (content hash, stat fingerprint or None)} of the bytes
         each file sent (see ``syncd.fingerprint``)."""
         return _upload.upload_data(self, int(tid), files, image_quality=image_quality,
                                    sorting_method=sorting_method, server_files=server_files,

@@ -13,7 +13,6 @@ anchors §3 #15). ``send_batches`` can keep several batches of ~8 MiB in flight 
 from __future__ import annotations
 
 import base64
-import hashlib
 import mimetypes
 import os
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .. import fingerprint
+from ..media_metadata import hash_bytes, hash_value, new_hasher
 from .errors import CVATError
 
 BATCH_BYTES = 100 * 1024 * 1024   # the official SDK's limit per Upload-Multiple request
@@ -70,7 +70,7 @@ class MultipartStream:
     def __init__(self, fields: Sequence[tuple[str, str]], files: Sequence[tuple],
                  counter: _Counter | None = None, digests: dict | None = None):
         """``files``: ``(field name, file name, path)`` or ``(field name, file name, path, size)``
-        (a known size saves a stat). ``digests``: filled with {path: (sha256 hex, stat
+        (a known size saves a stat). ``digests``: filled with {path: (content hash, stat
         fingerprint or None)} of the bytes each file sent (the upload reads them anyway; a
         separate hashing pass read them again and, in threads, slowed the upload by ~15 %
         through GIL hand-offs). The fingerprint (``syncd.fingerprint``) comes from an
@@ -113,13 +113,12 @@ class MultipartStream:
                         raise CVATError(f"{src} changed size while being uploaded ({size} -> {len(data)} bytes)")
                     self._count(len(data))
                     if before is not None:
-                        self._digests[src] = (hashlib.sha256(data).hexdigest(),
-                                              fingerprint.settled(before, os.fstat(fh.fileno())))
+                        self._digests[src] = (hash_bytes(data), fingerprint.settled(before, os.fstat(fh.fileno())))
                     yield b"".join((head, data, b"\r\n"))
                     continue
                 yield head
                 sent = 0
-                digest = hashlib.sha256() if self._digests is not None else None
+                digest = new_hasher() if self._digests is not None else None
                 while block := fh.read(READ_BLOCK):
                     sent += len(block)
                     self._count(len(block))
@@ -129,7 +128,7 @@ class MultipartStream:
                 if sent != size:
                     raise CVATError(f"{src} changed size while being uploaded ({size} -> {sent} bytes)")
                 if digest is not None:
-                    self._digests[src] = (digest.hexdigest(), fingerprint.settled(before, os.fstat(fh.fileno())))
+                    self._digests[src] = (hash_value(digest), fingerprint.settled(before, os.fstat(fh.fileno())))
             yield b"\r\n"
         yield self._tail
 
@@ -200,8 +199,8 @@ def upload_data(t, tid: int, files, *, image_quality: int = 75, sorting_method: 
                 parallel: int = 1, digests: dict | None = None) -> str:
     """Attach ``files`` (or ``server_files``) to task ``tid``; return the request id to wait on
     ("" for servers older than 2.16 that answer without one). ``parallel``: Upload-Multiple
-    requests in flight at once (see ``send_batches``). ``digests``: filled with {path: (sha256,
-    stat fingerprint or None)} of what each file sent in a multipart batch (files big enough
+    requests in flight at once (see ``send_batches``). ``digests``: filled with {path: (content
+    hash, stat fingerprint or None)} of what each file sent in a multipart batch (files big enough
     for TUS are not hashed)."""
     url = f"/api/tasks/{tid}/data/"
     params: dict = {"image_quality": int(image_quality), "sorting_method": sorting_method, "use_cache": use_cache}

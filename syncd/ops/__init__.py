@@ -20,7 +20,7 @@ Run record shape (stored by syncd.runs.RunStore)::
                            |"loaded"|"deleting"|"deleted"|"lost" (task deleted in CVAT by hand),
                   "rq_id", "jobs": [job ids], "labels_sent": bool}],
      "sent": {rel: {field: [label ids]}},      # what each sample carried into CVAT
-     "hashes": {rel: sha256},                  # media content when sent (added per batch, as it
+     "hashes": {rel: "xxh128:<hex>"},          # media content when sent (added per batch, as it
                                                # turns "annotating": see ops/hashing.py)
      "media_stats": {rel: [size, mtime_ns, ctime_ns, inode]},  # the file's stat when hashed, if
                                                # settled: equal at load = unchanged, not re-read

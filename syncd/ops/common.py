@@ -8,7 +8,7 @@ import posixpath
 from .. import fingerprint
 from ..errors import MediaError
 from ..ids import is_object_id
-from ..media_metadata import VIDEO_EXTS, content_hash
+from ..media_metadata import VIDEO_EXTS, same_content
 from ..runs import RunStore
 from ..schema import FieldSchema
 
@@ -79,7 +79,7 @@ def media_changed(root, rel: str, run: dict) -> str | None:
     if want and st is not None and recorded and fingerprint.of(st) == recorded:
         return None
     try:
-        if want and content_hash(path) != want:
+        if want and not same_content(path, want):
             return "media changed while in annotation (content hash differs); merge by hand or re-annotate"
     except MediaError as e:
         return str(e)

@@ -147,7 +147,7 @@ def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: 
     """A batch whose task exists (``batch["task_id"]``): data, existing labels, assignees."""
     key, i, cfg, tid = run["key"], batch["index"], run["config"], batch["task_id"]
     jobs = None
-    digests: dict[str, tuple] = {}  # (sha256, fingerprint) of the media as this call sent them
+    digests: dict[str, tuple] = {}  # (content hash, fingerprint) of the media as this call sent them
     if state in ("created", "uploading"):
         if not fresh:
             # found half-done: the data may be in already
@@ -209,7 +209,7 @@ def _fresh_key(root, run: dict, index: int) -> tuple:
 
 
 def _write(store: RunStore, key: str, index: int, fields: dict, *, hashes: dict | None = None, **top) -> dict:
-    """One record write: fields of batch ``index``, media ``hashes`` to add ({rel: (sha256,
+    """One record write: fields of batch ``index``, media ``hashes`` to add ({rel: (content hash,
     stat fingerprint or None)}), and top-level ``top`` fields; returns the batch as written."""
     def change(rec):
         rec["batches"][index].update(fields)
@@ -227,7 +227,7 @@ def _write(store: RunStore, key: str, index: int, fields: dict, *, hashes: dict 
 
 def _send_data(client, root, cfg: dict, batch: dict, progress, digests: dict) -> str | None:
     """Attach the batch's media to its task (share names or the files); the request id.
-    ``digests`` receives {sample path: (sha256, stat fingerprint)} of the files as they were sent."""
+    ``digests`` receives {sample path: (content hash, stat fingerprint)} of the files as they were sent."""
     tid = batch["task_id"]
     names = _share_names(root, batch["samples"], cfg.get("share_root"))
     files = [os.path.join(root, rel) for rel in batch["samples"]]

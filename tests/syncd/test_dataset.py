@@ -148,8 +148,14 @@ def test_decompression_bomb_guard(tmp_path, monkeypatch):
 
 def test_content_hash(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"abc")
-    assert dataset.content_hash(tmp_path / "a.jpg") == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    # XXH3-128 of b"abc", prefixed with its name
+    assert dataset.content_hash(tmp_path / "a.jpg") == "xxh128:06b05ab6733a618578af5f94892f3950"
+    legacy = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # sha256, as runs recorded before
+    assert dataset.content_hash(tmp_path / "a.jpg", legacy=True) == legacy
+    assert media_metadata.same_content(tmp_path / "a.jpg", legacy) and media_metadata.same_content(tmp_path / "a.jpg", dataset.content_hash(tmp_path / "a.jpg"))
+    (tmp_path / "a.jpg").write_bytes(b"abd")
+    assert not media_metadata.same_content(tmp_path / "a.jpg", legacy)
+    assert not media_metadata.same_content(tmp_path / "a.jpg", "xxh128:06b05ab6733a618578af5f94892f3950")
 
 
 # --- sample files ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Failure paths of one-shot runs against a real fakecvat: CVAT unreachable, an upload that
 fails halfway (fakecvat fault injection) and its ``resume``, bad requests that must leave nothing
 behind, and the dataset changing under a run (a person's edit, media replaced or deleted)."""
+import hashlib
 import json
 import os
 import socket
@@ -276,6 +277,15 @@ def test_an_unchanged_stat_is_trusted_without_reading_the_file(tmp_path):
     assert "content hash" in media_changed(tmp_path, "a.jpg", wrong)
     assert media_changed(tmp_path, "a.jpg", {**wrong, "media_stats": {"a.jpg": fingerprint.of(st)}}) is None
     assert "deleted" in media_changed(tmp_path, "gone.jpg", wrong)
+
+
+def test_runs_recorded_with_sha256_still_load(tmp_path):
+    """Runs recorded before XXH3 hold bare sha256 hex: still compared as sha256."""
+    make_images(tmp_path, ["a.jpg"])
+    recorded = hashlib.sha256((tmp_path / "a.jpg").read_bytes()).hexdigest()
+    assert media_changed(tmp_path, "a.jpg", {"hashes": {"a.jpg": recorded}}) is None
+    make_images(tmp_path, ["a.jpg"], shade=50)
+    assert "content hash" in media_changed(tmp_path, "a.jpg", {"hashes": {"a.jpg": recorded}})
 
 
 def test_media_deleted_during_annotation_does_not_crash_the_load(tmp_path, fakecvat, client):

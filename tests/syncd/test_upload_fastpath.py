@@ -2,13 +2,13 @@
 size matches the file) and what it must still check, media hashes recorded while the run
 uploads (and after a crash), batches sent side by side keeping the samples' order, and share
 files sized from their headers without being copied."""
-import hashlib
 import io
 import json
 from pathlib import Path
 
 import pytest
 import requests
+import xxhash
 from PIL import Image
 
 import syncd
@@ -42,8 +42,9 @@ def frames(url: str, tid: int) -> list[dict]:
     return requests.get(f"{url}/api/tasks/{tid}/data/meta", auth=AUTH).json()["frames"]
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def content_hash(path: Path) -> str:
+    """The hash a run records of a medium (XXH3-128 of its bytes), computed here independently."""
+    return "xxh128:" + xxhash.xxh3_128_hexdigest(path.read_bytes())
 
 
 def test_stored_metadata_is_trusted_but_a_truncated_file_is_still_skipped(tmp_path, fakecvat, client):
@@ -76,7 +77,7 @@ def test_hashes_are_recorded_once_the_run_is_annotating(tmp_path, fakecvat, clie
     syncd.annotate(tmp_path, "r1", tag="todo", client=client, **OPTS)
     run = RunStore(tmp_path).get("r1")
     assert run["status"] == "annotating"
-    assert run["hashes"] == {n: sha256(tmp_path / n) for n in names}
+    assert run["hashes"] == {n: content_hash(tmp_path / n) for n in names}
 
 
 def test_uploaded_files_are_hashed_as_they_are_sent(tmp_path):
@@ -92,7 +93,7 @@ def test_uploaded_files_are_hashed_as_they_are_sent(tmp_path):
     body = b"".join(with_hash)
     assert len(body) == len(with_hash)
     assert body.count(big.read_bytes()) == 1 and body.count(small.read_bytes()) == 1
-    assert {path: d[0] for path, d in digests.items()} == {str(small): sha256(small), str(big): sha256(big)}
+    assert {path: d[0] for path, d in digests.items()} == {str(small): content_hash(small), str(big): content_hash(big)}
     # written a moment ago: their timestamps could still be shared by a write in the same tick
     assert [d[1] for d in digests.values()] == [None, None]
 
@@ -104,7 +105,7 @@ def test_an_uploading_run_starts_no_background_hashing(tmp_path, fakecvat, clien
     syncd.ops.plan_run(tmp_path, "r1", names, url=fakecvat.url, **OPTS)
     assert not hashing._jobs.get(hashing._job_key(tmp_path, "r1"))   # the upload hashes instead
     syncd.annotate(tmp_path, "r2", names, client=client, **OPTS)
-    assert RunStore(tmp_path).get("r2")["hashes"] == {n: sha256(tmp_path / n) for n in names}
+    assert RunStore(tmp_path).get("r2")["hashes"] == {n: content_hash(tmp_path / n) for n in names}
 
 
 def test_hashes_after_a_crash_are_taken_from_disk(tmp_path):
@@ -112,7 +113,7 @@ def test_hashes_after_a_crash_are_taken_from_disk(tmp_path):
     write hashes the files itself."""
     make_images(tmp_path, ["a.jpg", "b.jpg"])
     assert {n: h[0] for n, h in hashing.collect(tmp_path, "gone", ["a.jpg", "b.jpg"]).items()} == \
-        {n: sha256(tmp_path / n) for n in ("a.jpg", "b.jpg")}
+        {n: content_hash(tmp_path / n) for n in ("a.jpg", "b.jpg")}
     hashing.start(tmp_path, "r2", ["a.jpg", "b.jpg"])
     (tmp_path / "b.jpg").unlink()            # unreadable by then (or never readable): no hash
     got = hashing.collect(tmp_path, "r2", ["a.jpg", "b.jpg"], have={"a.jpg": "known"})
@@ -158,4 +159,4 @@ def test_share_files_are_sized_from_headers_in_place(tmp_path, fakecvat_factory)
     assert Image.open(io.BytesIO(frame.content)).size == (33, 21)
     assert not list(Path(server.app.config["MEDIA_DIR"]).rglob("b.png"))   # referenced, not copied
     # nothing was read to upload: the hashes came from the background job, from disk
-    assert RunStore(root).get("r1")["hashes"] == {n: sha256(root / n) for n in names}
+    assert RunStore(root).get("r1")["hashes"] == {n: content_hash(root / n) for n in names}
