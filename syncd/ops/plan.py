@@ -199,7 +199,7 @@ def _check_sample(root, rel: str, doc: dict | None = None, *, full: bool = True)
         # (and normalized) this very path a moment ago
         if not dataset.is_media(rel):
             raise MediaError(f"{rel}: not a media file syncd handles")
-        media = Path(root) / rel
+        media = os.path.join(root, rel)  # (os.path: this runs for every sample of a run)
         try:
             st = os.stat(media)
         except OSError:
