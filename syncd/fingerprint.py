@@ -5,8 +5,9 @@ to flag media changed while in annotation. Hashing at load reads every medium ag
 1000 photos, the whole file for every video); git's index avoids the same reread with the file's
 stat. ``[size, mtime_ns, ctime_ns, inode]`` taken around the read that hashed a file is
 recorded beside the hash; a file whose stat still equals it has not been written since (any
-write, truncate, rename over it or ``touch -d`` moves its ctime, which no user can set), so its
-hash still holds and loading need not read it. Any other stat falls back to hashing.
+write, truncate or ``touch -d`` moves its ctime, which no program sets short of changing the
+system clock; a file renamed over it has another inode), so its hash still holds and loading
+need not read it. Any other stat falls back to hashing.
 
 The race git calls "racily clean": timestamps come from a clock that ticks (a jiffy, up to
 10 ms, on Linux filesystems with nanosecond timestamps; a second or two on FAT, HFS+ and some
