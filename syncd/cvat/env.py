@@ -2,7 +2,9 @@
 
 Read, first match wins: ``CVAT_URL`` (else ``FIFTYONE_CVAT_URL``); ``CVAT_TOKEN`` (a personal
 access token) else ``CVAT_USERNAME``/``CVAT_PASSWORD`` (else ``FIFTYONE_CVAT_USERNAME``/
-``FIFTYONE_CVAT_PASSWORD``); ``CVAT_ORGANIZATION`` (else ``FIFTYONE_CVAT_ORGANIZATION``).
+``FIFTYONE_CVAT_PASSWORD``); ``CVAT_ORGANIZATION`` (else ``FIFTYONE_CVAT_ORGANIZATION``);
+``SYNCD_UPLOAD_PARALLEL``: media upload requests in flight at once (1-16, default 2; 1 sends
+one request after the other, as the official SDK does).
 """
 from __future__ import annotations
 
@@ -33,6 +35,20 @@ def client_from_env(url: str | None = None, env: Mapping[str, str] = os.environ,
                         "(or FIFTYONE_CVAT_USERNAME and FIFTYONE_CVAT_PASSWORD)")
     org = _first(env, "CVAT_ORGANIZATION", "FIFTYONE_CVAT_ORGANIZATION")
     kwargs.setdefault("organization", org)
+    parallel = _upload_parallel(env.get("SYNCD_UPLOAD_PARALLEL", ""))
     if token:
-        return CVATClient(url, token=token, **kwargs)
-    return CVATClient(url, username=username, password=password, **kwargs)
+        client = CVATClient(url, token=token, **kwargs)
+    else:
+        client = CVATClient(url, username=username, password=password, **kwargs)
+    if parallel is not None:
+        client.upload_parallel = parallel
+    return client
+
+
+def _upload_parallel(raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 16:
+        raise CVATError(f"SYNCD_UPLOAD_PARALLEL: expected a whole number from 1 to 16, got {raw!r}")
+    return int(raw)

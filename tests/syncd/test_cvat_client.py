@@ -194,6 +194,12 @@ def test_client_from_env(fakecvat, monkeypatch):
            "FIFTYONE_CVAT_PASSWORD": "user2-pass"}
     with client_from_env(env=env) as cvat:
         assert cvat.current_user()["username"] == "user2"
+        assert cvat.upload_parallel == 2  # the default: two upload requests in flight
+    with client_from_env(env={**env, "SYNCD_UPLOAD_PARALLEL": "1"}) as cvat:
+        assert cvat.upload_parallel == 1
+    for bad in ("0", "17", "two", "-1"):
+        with pytest.raises(CVATError, match=f"SYNCD_UPLOAD_PARALLEL: expected a whole number from 1 to 16, got '{bad}'"):
+            client_from_env(env={**env, "SYNCD_UPLOAD_PARALLEL": bad})
 
 
 # ---- tasks, data, jobs, annotations ------------------------------------------------------------------
