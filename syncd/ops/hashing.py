@@ -1,18 +1,19 @@
 """Content hashes of a run's media (``run["hashes"]``), computed while the run uploads.
 
-A run records the content hash of each medium (XXH3-128, ``media_metadata.content_hash``)
-so that loading can flag media changed while in
-annotation (``common.media_changed``), and beside it the file's stat fingerprint, which spares
-loading from reading the file again while it is unchanged (``syncd.fingerprint``). Hashing 1000 640x480 JPEGs (~43 MB) is ~0.035 s of CPU
-plus reading them. Where the files are uploaded, the upload hashes the very bytes it sends
+A run records the content hash of each medium (XXH3-128, ``media_metadata.content_hash``) so
+that loading can flag media changed while in annotation (``common.media_changed``), and beside
+it the file's stat fingerprint, which spares loading from reading the file again while it is
+unchanged (``syncd.fingerprint``). Hashing 1000 640x480 JPEGs (~43 MB) is ~2 ms of CPU plus
+reading them. Where the files are uploaded, the upload hashes the very bytes it sends
 (``MultipartStream``), so nothing is read twice: those digests reach ``collect`` as ``sent``.
 Where nothing is read by syncd (zero copy: CVAT reads the share), and for videos (a big
 one goes by TUS, whose chunks are not hashed), ``plan_run`` starts the hashing in background
 threads (``start``). Either way each batch, when it is recorded as
 "annotating", takes its hashes (``collect``) into that same record write.
 
-(Background hashing for every run cost ~15 % of a 1000-image upload: its threads' GIL
-hand-offs slowed the sending thread, and their CPU competed with a CVAT on the same host.)
+(Background hashing for every run, when it was sha256, cost ~15 % of a 1000-image upload: its
+threads' GIL hand-offs slowed the sending thread, and their CPU competed with a CVAT on the same
+host.)
 
 If the process ends before a batch is finished (crash, or a daemon restarted), nothing is lost:
 ``collect`` hashes whatever it was not handed, from disk, before the batch's final write.
