@@ -102,7 +102,12 @@ def annotate(root, key: str, samples: Iterable[str] | None = None, *, tag: str |
     root = str(root)
     rels, docs = _select(root, samples, tag)
     with _connected(url, client, options.get("organization")) as cvat:
-        ops.plan_run(root, key, rels, url=cvat.url, sample_docs=docs, **options)
+        login = cvat.log_in_ahead()  # while the samples are checked and the run is recorded
+        try:
+            ops.plan_run(root, key, rels, url=cvat.url, sample_docs=docs, **options)
+        finally:
+            if login is not None:
+                login.join()
         return resume(root, key, client=cvat, launch_editor=launch_editor, progress=progress)
 
 

@@ -21,6 +21,7 @@ import copy
 import email.utils
 import logging
 import random
+import threading
 import time
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -123,8 +124,9 @@ class Transport:
     def uses_session(self) -> bool:
         return self._token is None and self.username is not None
 
-    def login(self) -> None:
-        """Session login: POST /api/auth/login, keeping the ``sessionid``/``csrftoken`` cookies."""
+    def login(self, *, retries: int | None = None) -> None:
+        """Session login: POST /api/auth/login, keeping the ``sessionid``/``csrftoken`` cookies.
+        ``retries`` as for ``request`` (default: the client's)."""
         if not self.uses_session:
             return
         if self._password is None:
@@ -134,7 +136,7 @@ class Transport:
         self._logged_in = False
         try:
             self.request("POST", "/api/auth/login", json={"username": self.username, "password": self._password},
-                         _auth=False, idempotent=True)
+                         _auth=False, idempotent=True, retries=retries)
         except CVATError as e:
             if e.status in (400, 401, 403):
                 raise CVATError(f"CVAT login as {self.username!r} at {self.url} failed: {e.detail or e.status}",
@@ -145,6 +147,25 @@ class Transport:
             raise CVATError(f"CVAT login as {self.username!r} at {self.url} set no session cookies "
                             f"(got {sorted(names)})", url=self.url + "/api/auth/login", method="POST")
         self._logged_in = True
+
+    def log_in_ahead(self) -> threading.Thread | None:
+        """Start a session login in a thread, so that its round trip (long on a real CVAT,
+        which hashes the password with PBKDF2) overlaps the caller's own work, such as reading
+        sample files; None when there is nothing to do. The caller joins the thread before
+        its next request (the client is not shared between threads meanwhile). One attempt,
+        quietly: if it fails, the next request logs in as usual and reports the failure where
+        it always did."""
+        if not self.uses_session or self._logged_in or self._password is None:
+            return None
+
+        def attempt() -> None:
+            try:
+                self.login(retries=0)
+            except Exception as e:  # (the next request says what is wrong, with its context)
+                log.debug("early login to %s failed: %s", self.url, e)
+        thread = threading.Thread(target=attempt, name="syncd-login", daemon=True)
+        thread.start()
+        return thread
 
     def logout(self) -> None:
         if self.uses_session and self._logged_in:

@@ -68,6 +68,28 @@ def test_session_lost_on_server_logs_in_again(fakecvat):
         assert cvat._cookie("sessionid") != old
 
 
+def test_log_in_ahead_logs_in_from_a_thread_once(fakecvat):
+    fault(fakecvat, path="^/api/auth/login$", latency=0.2, status=None)
+    with admin(fakecvat) as cvat:
+        thread = cvat.log_in_ahead()
+        assert thread is not None
+        thread.join()
+        assert fault_hits(fakecvat) == [1]  # logged in by the thread, before any request
+        assert cvat.current_user()["username"] == "admin"
+        assert fault_hits(fakecvat) == [1]  # the request used that session
+        assert cvat.log_in_ahead() is None  # nothing left to do
+
+
+def test_log_in_ahead_makes_one_quiet_attempt(fakecvat):
+    fault(fakecvat, path="^/api/auth/login$", status=503, retry_after=0, times=1)
+    with admin(fakecvat) as cvat:
+        cvat.log_in_ahead().join()  # refused: no retry, no exception
+        assert fault_hits(fakecvat) == [1]
+        assert cvat.current_user()["username"] == "admin"  # the request logs in itself
+    with CVATClient(fakecvat.url, token="some-token") as cvat:
+        assert cvat.log_in_ahead() is None  # a token needs no login
+
+
 # ---- pagination -----------------------------------------------------------------------------------
 
 def test_paginate_follows_next_to_the_end(fakecvat):

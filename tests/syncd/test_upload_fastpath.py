@@ -14,6 +14,7 @@ from PIL import Image
 import syncd
 from syncd.cvat import CVATClient
 from syncd.dataset import compute_metadata
+from syncd.errors import SyncdError
 from syncd.ops import hashing
 from syncd.runs import RunStore
 
@@ -160,3 +161,43 @@ def test_share_files_are_sized_from_headers_in_place(tmp_path, fakecvat_factory)
     assert not list(Path(server.app.config["MEDIA_DIR"]).rglob("b.png"))   # referenced, not copied
     # nothing was read to upload: the hashes came from the background job, from disk
     assert RunStore(root).get("r1")["hashes"] == {n: content_hash(root / n) for n in names}
+
+
+def login_hits(url: str, rule: dict) -> None:
+    """A fault rule on the login endpoint (its hit count: GET /_fakecvat/faults)."""
+    assert requests.post(url + "/_fakecvat/faults", json={"path": "^/api/auth/login$", **rule}).status_code == 201
+
+
+def test_annotate_logs_in_once_while_planning(tmp_path, fakecvat):
+    # the login's round trip overlaps planning (a real CVAT spends ~0.5 s hashing the
+    # password): one login, and the upload's requests do not make another
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    tagged(tmp_path, ["a.jpg", "b.jpg"])
+    login_hits(fakecvat.url, {"latency": 0.3, "status": None})
+    with CVATClient(fakecvat.url, username="admin", password="admin") as cvat:
+        result = syncd.annotate(tmp_path, "r1", tag="todo", client=cvat, **OPTS)
+    assert len(frames(fakecvat.url, result["tasks"][0])) == 2
+    rules = requests.get(fakecvat.url + "/_fakecvat/faults").json()["rules"]
+    assert [r["hits"] for r in rules] == [1]
+
+
+def test_a_failed_early_login_is_retried_by_the_upload_as_before(tmp_path, fakecvat):
+    make_images(tmp_path, ["a.jpg"])
+    tagged(tmp_path, ["a.jpg"])
+    login_hits(fakecvat.url, {"status": 503, "retry_after": 0, "times": 1})  # the early attempt
+    with CVATClient(fakecvat.url, username="admin", password="admin", backoff=0.01) as cvat:
+        result = syncd.annotate(tmp_path, "r1", tag="todo", client=cvat, **OPTS)
+    assert len(frames(fakecvat.url, result["tasks"][0])) == 1
+    rules = requests.get(fakecvat.url + "/_fakecvat/faults").json()["rules"]
+    assert [r["hits"] for r in rules] == [1]
+
+
+def test_a_wrong_password_still_fails_with_the_login_error_and_a_resumable_run(tmp_path, fakecvat):
+    make_images(tmp_path, ["a.jpg"])
+    tagged(tmp_path, ["a.jpg"])
+    with CVATClient(fakecvat.url, username="admin", password="wrong") as cvat:
+        with pytest.raises(SyncdError, match="login as 'admin'.*--resume"):
+            syncd.annotate(tmp_path, "r1", tag="todo", client=cvat, **OPTS)
+    with CVATClient(fakecvat.url, username="admin", password="admin") as cvat:
+        result = syncd.resume(tmp_path, "r1", client=cvat)
+    assert len(frames(fakecvat.url, result["tasks"][0])) == 1
