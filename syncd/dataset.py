@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
+from syncd import fingerprint
 from syncd.atomic import Staged, dumps_json, stage_bytes, write_bytes_atomic
 from syncd.errors import SampleFileError, SyncdError
 # IMAGE_EXTS .. content_hash are re-exported: callers (tests, bench, tools) use ``dataset.<name>``
@@ -282,16 +283,35 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
 
 
 def _snapshot(path: Path) -> tuple | None:
-    """What identifies the file's current content: (mtime_ns, size, bytes) or None if absent."""
+    """What identifies the file's current content: (mtime_ns, size, bytes, fingerprint) or
+    None if absent. ``fingerprint``: the file's stat fingerprint when it is settled (see
+    ``fingerprint``), else None."""
     try:
         with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
+            before = os.fstat(f.fileno())
             data = f.read()
+            after = os.fstat(f.fileno())
     except FileNotFoundError:
         return None
     except OSError as exc:  # a directory by that name, no permission...: one line, not a traceback
         raise SampleFileError(f"{path}: cannot read sample file: {exc.strerror or exc}") from None
-    return (st.st_mtime_ns, st.st_size, data)
+    return (before.st_mtime_ns, before.st_size, data, fingerprint.settled(before, after))
+
+
+def _unchanged(path: Path, snap: tuple | None) -> bool:
+    """Whether the file still holds what ``snap`` read (checked just before a rename over it).
+    A settled fingerprint that the file's stat still equals proves it without reading the file
+    again (no write since can have left the same stat); otherwise the bytes are compared."""
+    if snap is not None and snap[3] is not None:
+        try:
+            if fingerprint.of(os.stat(path)) == snap[3]:
+                return True
+        except OSError:
+            pass  # gone or unreadable: the full read below says which
+    now = _snapshot(path)
+    if now is None or snap is None:
+        return now is snap
+    return now[:3] == snap[:3]
 
 
 # Serialises syncd's own writers in this process (daemon threads); writers in other processes
@@ -340,7 +360,7 @@ def _commit(prep: PreparedUpdate, sync_dir: bool) -> bool:
     if prep.data is None:
         return True  # nothing changed: nothing to write
     try:
-        return write_bytes_atomic(prep.path, prep.data, before_replace=lambda: _snapshot(prep.path) == prep.snap,
+        return write_bytes_atomic(prep.path, prep.data, before_replace=lambda: _unchanged(prep.path, prep.snap),
                                   sync_dir=sync_dir)
     except OSError as exc:
         raise SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}") from None
@@ -379,7 +399,7 @@ def finish_staged_update(prep: PreparedUpdate, staged: Staged | None) -> bool:
         return True
     with _path_lock(prep.path):
         try:
-            return staged.finish(before_replace=lambda: _snapshot(prep.path) == prep.snap)
+            return staged.finish(before_replace=lambda: _unchanged(prep.path, prep.snap))
         except OSError as exc:
             raise SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}") from None
 

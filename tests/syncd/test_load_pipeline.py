@@ -5,6 +5,8 @@ re-loading after the run was recorded changes nothing; mask files are written on
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import requests
@@ -85,6 +87,26 @@ def test_a_sample_edited_between_read_and_write_keeps_the_edit(tmp_path):
                                                                   "note": "mine"}
     unchanged = dataset.prepare_update(tmp_path, "a.jpg", lambda s: None)
     assert unchanged.data is None and dataset.commit_update(unchanged) is True
+
+
+def test_an_edit_of_a_settled_sample_file_that_keeps_its_size_and_mtime_is_still_seen(tmp_path):
+    # a file last changed well before it was read is checked before the rename by its stat
+    # alone; an edit that puts size and mtime back still moves the ctime, so it is not missed
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    sample = tmp_path / "a.jpg.json"
+    sample.write_text(json.dumps({"filepath": "a.jpg", "tags": ["todo"]}))
+    time.sleep(0.1)  # older than fingerprint.FINE_SETTLE_NS when read
+    st = sample.stat()
+    prep = dataset.prepare_update(tmp_path, "a.jpg", lambda s: s.update(tags=["done"]))
+    sample.write_text(json.dumps({"filepath": "a.jpg", "tags": ["mine"]}))   # same length
+    os.utime(sample, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert sample.stat().st_size == st.st_size and sample.stat().st_mtime_ns == st.st_mtime_ns
+    assert dataset.commit_update(prep) is False
+    assert json.loads(sample.read_text())["tags"] == ["mine"]
+    time.sleep(0.1)
+    prep = dataset.prepare_update(tmp_path, "a.jpg", lambda s: s.update(tags=["done"]))
+    assert dataset.commit_update(prep) is True   # untouched since the read: written
+    assert json.loads(sample.read_text())["tags"] == ["done"]
 
 
 def test_instance_masks_are_written_once_per_label_and_reused_on_reload(tmp_path, fakecvat):
