@@ -24,6 +24,7 @@ import syncd.logs as logs
 from syncd.config import load_config
 from syncd.errors import SyncdError
 from syncd.runs import acquire_root_lock
+from syncd.signals import SignalRelay
 
 log = logs.get("daemon")
 
@@ -140,6 +141,8 @@ class Daemon:
         self.flag.set()
 
     def request_stop(self, signum=None, _frame=None) -> None:
+        """Finish the current step, then stop; a second signal exits at once. Called by the
+        signal relay's thread (``syncd.signals``), never inside the interrupted code."""
         if self.stop.is_set() and signum is not None:
             # Second signal: the user insists. Safe: all state is crash-consistent on disk.
             logs.event(log, "second signal, exiting now", level=30)
@@ -270,13 +273,10 @@ def run(root, *, log_format: str = "text", log_level: str = "INFO") -> int:
     try:
         with acquire_root_lock(root):
             daemon = Daemon(root, cfg, client)
-            previous = {s: signal.signal(s, daemon.request_stop)
-                        for s in (signal.SIGTERM, signal.SIGINT)}
             try:
-                return daemon.serve()
+                with SignalRelay(daemon.request_stop):
+                    return daemon.serve()
             finally:
-                for s, h in previous.items():
-                    signal.signal(s, h)
                 try:
                     client.close()
                 except Exception:

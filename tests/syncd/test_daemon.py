@@ -188,6 +188,37 @@ def sample(root: Path, rel: str) -> dict:
 # Service behaviour
 
 
+SIGNAL_WHILE_LOGGING = """
+import os, signal, sys, threading, time
+from syncd import logs
+from syncd.signals import SignalRelay
+logs.setup("text", "INFO")
+log = logs.get("t")
+got = threading.Event()
+
+def on_signal(signum):
+    logs.event(log, "got signal", signal=signal.Signals(signum).name)  # takes the masking lock
+    got.set()
+
+with SignalRelay(on_signal):
+    with logs._secrets_lock:  # the main thread in the middle of a log line, as the daemon was
+        os.kill(os.getpid(), int(sys.argv[1]))
+        time.sleep(0.3)       # the signal reaches the main thread meanwhile
+    assert got.wait(10)
+print("stopped cleanly")
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_landing_while_a_log_line_is_written_does_not_deadlock(sig):
+    # A handler run in the interrupted main thread deadlocked here on the non-reentrant lock
+    # that masks secrets in log lines; the relay's thread waits for it instead.
+    out = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_LOGGING, str(int(sig))],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "stopped cleanly" in out.stdout and f"signal={sig.name}" in out.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_ready_then_clean_stop_on_signal(fakecvat, root, notify, daemons, sig):
     write_config(root, fakecvat.url)
