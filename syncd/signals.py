@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import traceback
 from typing import Callable
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -51,7 +52,10 @@ class SignalRelay:
                 if signum == _WAKE:
                     return
                 if signum in SIGNALS:
-                    self.on_signal(signum)
+                    try:
+                        self.on_signal(signum)
+                    except Exception:  # the relay must outlive it: the next signal still counts
+                        traceback.print_exc()
 
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
