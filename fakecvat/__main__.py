@@ -42,14 +42,17 @@ def main(argv=None) -> int:
         return 2
 
     def _stop(signum, frame):
-        server.stop()
-        sys.exit(0)
+        # Only unwind here: the stop itself runs below, outside the handler. Run inside it, it
+        # could wait for a lock that the interrupted loop holds (waitress's task queue), in
+        # the same thread: a deadlock; the exception leaves every ``with lock`` on its way.
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
     print(f"fakecvat {args.cvat_version} serving on {server.url}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already (stop() has its own timeouts)
         server.stop()
     return 0
 
