@@ -9,11 +9,13 @@ sample files; ``dataset`` and ``mask_files`` build on it.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from pathlib import Path
 
 import xxhash
 
+from syncd import fingerprint
 from syncd.errors import MediaError
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -53,15 +55,28 @@ def hash_bytes(data) -> str:
     return HASH_PREFIX + xxhash.xxh3_128_hexdigest(data)
 
 
+def hash_file(path) -> tuple[str, list[int] | None]:
+    """(content hash of a file's bytes, its stat fingerprint or None): the bytes streamed into
+    one reused buffer between two ``fstat``s (``syncd.fingerprint``)."""
+    try:
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            digest = hash_value(hashlib.file_digest(f, new_hasher))
+            return digest, fingerprint.settled(before, os.fstat(f.fileno()))
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
+
+
 def content_hash(path, *, legacy: bool = False) -> str:
     """The content hash of a file's bytes, streamed (``legacy``: bare sha256 hex, the form
     runs recorded before XXH3)."""
+    if not legacy:
+        return hash_file(path)[0]
     try:
         with open(path, "rb") as f:
-            h = hashlib.file_digest(f, "sha256" if legacy else new_hasher)
+            return hashlib.file_digest(f, "sha256").hexdigest()
     except OSError as exc:
         raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
-    return h.hexdigest() if legacy else hash_value(h)
 
 
 def same_content(path, recorded: str) -> bool:

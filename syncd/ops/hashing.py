@@ -20,15 +20,13 @@ If the process ends before a batch is finished (crash, or a daemon restarted), n
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .. import fingerprint
 from ..errors import MediaError
-from ..media_metadata import hash_value, new_hasher
+from ..media_metadata import hash_file
 
 log = logging.getLogger("syncd.ops")
 
@@ -39,18 +37,6 @@ _lock = threading.Lock()
 
 
 Hashed = tuple  # (content hash, stat fingerprint or None): what a run records of one medium
-
-
-def hash_file(path) -> Hashed:
-    """(``media_metadata.content_hash`` of a file, its stat fingerprint or None), the bytes
-    read into one reused buffer between two ``fstat``s."""
-    try:
-        with open(path, "rb") as f:
-            before = os.fstat(f.fileno())
-            digest = hash_value(hashlib.file_digest(f, new_hasher))
-            return digest, fingerprint.settled(before, os.fstat(f.fileno()))
-    except OSError as exc:
-        raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def _job_key(root, key: str) -> tuple[str, str]:
