@@ -8,9 +8,11 @@ name starts with ``.`` so media discovery never picks it up.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -101,7 +103,19 @@ class Staged:
         self.path, self.tmp, self.fd = path, tmp, fd
 
     def sync(self) -> None:
-        os.fsync(self.fd)
+        if self.fd >= 0:
+            os.fsync(self.fd)
+            return
+        fd = os.open(self.tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # closed early (``close``)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the file now, to stage many at once without holding a descriptor for each;
+        ``sync`` then reopens it, and ``sync_together`` needs no descriptor at all."""
+        self._close()
 
     def finish(self, before_replace: Callable[[], bool] | None = None) -> bool:
         """Rename into place (the caller synced first); False, and nothing changed, when
@@ -155,6 +169,48 @@ def stage_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None = None
         staged.discard()
         raise
     return staged
+
+
+def sync_together(staged: list[Staged]) -> None:
+    """Make the bytes of many staged files durable at once: one ``syncfs(2)`` of each
+    filesystem they lie on (Linux), else an fsync of each.
+
+    One fsync per file costs a journal commit and a disk cache flush per file; a load writes
+    20 mask files per sample, and those fsyncs were a third of its threads' time. The price of
+    syncfs: it also writes whatever else is dirty on that filesystem, so callers use it for a
+    batch (a group of samples), not per file. On kernels before 5.8 syncfs reports no
+    writeback errors (fsync does)."""
+    syncfs = _syncfs()
+    if len(staged) < 2 or syncfs is None:
+        for item in staged:
+            item.sync()
+        return
+    by_device: dict[int, str] = {}
+    for directory in {os.path.dirname(item.tmp) for item in staged}:
+        by_device.setdefault(os.stat(directory).st_dev, directory)
+    for directory in by_device.values():
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            if syncfs(fd) != 0:
+                import ctypes
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), directory)
+        finally:
+            os.close(fd)
+
+
+@functools.cache
+def _syncfs():
+    """libc's ``syncfs`` (Python has no ``os.syncfs``), or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn
 
 
 def write_bytes_atomic(

@@ -1,8 +1,13 @@
 """Mask files of segmentation labels: where they live below the root, writing and reading them.
 
-A mask is a PNG at ``<dir>/.masks/<media name>/<field>/<label_id>.png`` (relative to the root),
-the place FiftyOne's ``mask_path`` points to. Paths go through ``dataset.safe_rel`` and the
-same inside-the-root checks as sample files, so no mask is written or read outside the root.
+A new mask is a PNG at ``<dir>/.masks/<media name>/<field>/<label_id>.png`` (relative to the
+root), the file FiftyOne's ``mask_path`` points to; a label whose ``mask_path`` already names a
+file keeps it. Paths go through ``dataset.safe_rel`` and the same inside-the-root checks as
+sample files, so no mask is written or read outside the root.
+
+Masks are written in batches (``stage_masks`` then ``commit_masks``): every file is written
+beside its target, the batch is made durable at once (``atomic.sync_together``), then each file
+is renamed into place and each directory fsynced once.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import re
 import stat
 from pathlib import Path
 
-from syncd.atomic import fsync_dir, write_bytes_atomic
+from syncd.atomic import Staged, fsync_dir, stage_bytes, sync_together
 from syncd.dataset import _check_inside, safe_rel  # the root's path checks, shared with sample files
 from syncd.errors import MediaError, SampleFileError
 from syncd.media_metadata import open_image
@@ -29,6 +34,16 @@ def mask_rel(rel_media: str, field: str, label_id: str) -> str:
             raise MediaError(f"{rel_media}: unusable mask {what} {value!r}")
     directory, name = posixpath.split(rel_media)
     return posixpath.join(directory, MASKS_DIR, name, field, f"{label_id}.png")
+
+
+def mask_dirs(root, rel_media: str) -> list[str]:
+    """The directories (one per field) that hold the new masks of media ``rel_media``."""
+    directory, name = posixpath.split(rel_media)
+    try:
+        with os.scandir(os.path.join(root, directory, MASKS_DIR, name)) as entries:
+            return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def _mask_png(rel: str, array) -> bytes:
@@ -65,33 +80,72 @@ def write_mask(root, rel_media, field: str, label_id: str, array) -> str:
 
 
 def write_masks(root, rel_media, field: str, masks: list[tuple[str, object]]) -> list[str]:
-    """``write_mask`` for several labels of one field of one sample: they share a directory,
-    so it is created and checked (realpath) once and fsynced once after every file is in place
-    (each file is still written atomically: temp file, fsync, rename). Returns the paths, in
-    order. The directory checks are what a mask costs most; this matters at 20 masks a sample.
-    """
+    """``write_mask`` for several labels of one field of one sample, as one batch. Returns the
+    paths, in order."""
     rel_media = safe_rel(root, rel_media)
     rels = [mask_rel(rel_media, field, lid) for lid, _ in masks]
-    if not rels:
-        return []
-    datas = [_mask_png(rel, array) for rel, (_, array) in zip(rels, masks)]
-    directory = Path(root) / posixpath.dirname(rels[0])
+    commit_masks(stage_masks(root, list(zip(rels, (array for _, array in masks)))))
+    return rels
+
+
+def stage_masks(root, items: list[tuple[str, object]]) -> list[Staged]:
+    """Each ``(rel, array)`` encoded as PNG and written to a temporary file beside ``rel``,
+    closed, neither durable nor in place: ``commit_masks`` does that for a whole batch,
+    ``Staged.discard`` drops one. MediaError names what went wrong.
+
+    Each ``rel`` is one that ``dataset.safe_rel`` returned (or ``mask_rel`` built from one);
+    what can change since, a symlink planted in the directories or as the file, is checked
+    here: once per directory, and one lstat per file."""
+    datas = [_mask_png(rel, array) for rel, array in items]  # every mask encodes before any file
+    staged: list[Staged] = []
+    checked: set[str] = set()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        # re-check now that the directories exist (a planted symlink escapes)
-        _check_inside(root, posixpath.dirname(rels[0]), repr(rels[0]))
-        for rel, data in zip(rels, datas):
+        for (rel, _), data in zip(items, datas):
+            parent = posixpath.dirname(rel)
             target = Path(root) / rel
+            if parent not in checked:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # re-check now that the directories exist (a planted symlink escapes)
+                _check_inside(root, parent, repr(rel))
+                checked.add(parent)
             try:  # the file itself can lead elsewhere only as a symlink: one lstat, not a realpath
                 if stat.S_ISLNK(os.lstat(target).st_mode):
                     _check_inside(root, rel, repr(rel))
             except FileNotFoundError:
                 pass
-            write_bytes_atomic(target, data, sync_dir=False)
-        fsync_dir(directory)
+            item = stage_bytes(target, data)
+            item.close()  # a batch holds thousands: no descriptor each
+            staged.append(item)
+    except BaseException as exc:
+        discard_masks(staged)
+        if isinstance(exc, OSError):
+            raise MediaError(f"{exc.filename or root}: cannot write mask: {exc.strerror or exc}") from None
+        raise
+    return staged
+
+
+def commit_masks(staged: list[Staged]) -> None:
+    """Put staged mask files in place durably: all made durable together, each renamed over its
+    target, each directory fsynced once. On failure, those not yet renamed are removed."""
+    directories = {item.path.parent for item in staged}
+    done = 0
+    try:
+        sync_together(staged)
+        for item in staged:
+            item.finish()
+            done += 1
+        for directory in directories:
+            fsync_dir(directory)
     except OSError as exc:
-        raise MediaError(f"{directory}: cannot write mask: {exc.strerror or exc}") from None
-    return rels
+        raise MediaError(f"{exc.filename or 'mask'}: cannot write mask: {exc.strerror or exc}") from None
+    finally:
+        discard_masks(staged[done:])
+
+
+def discard_masks(staged) -> None:
+    """Remove staged mask files that will not be committed."""
+    for item in staged:
+        item.discard()
 
 
 def read_mask(root, mask_path):

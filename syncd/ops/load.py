@@ -5,18 +5,16 @@ import logging
 import os
 import queue
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Callable
 
 from .. import dataset, gc_pause, mask_files
-from ..atomic import fsync_dir, remove_dead_temps, write_bytes_atomic
+from ..atomic import fsync_dir, remove_dead_temps
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
 from ..ids import label_id
 from ..labels import import_annotations
 from ..labels.video import import_video
 from ..merge import merge_sample, merge_video
 from ..runs import RunStore
-from ..labels.masks import png_bytes
 from ..schema import labels_of
 from .common import count_labels, is_video, jobs_of, media_changed, schema_of, set_batch, stamp_derived_ids, swap_tags
 
@@ -148,8 +146,11 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
     renamed into place here if the sample file still holds what was read (else the change is
     re-applied to the new content with ``update_sample``), the group's directories are fsynced
     (one directory fsync covers a whole group's renames), and only then is the group recorded as
-    merged, with one run-file write. A sample that needs mask files is updated whole in a pool
-    thread. A crash inside a group leaves written-but-unrecorded samples, which
+    merged, with one run-file write. A sample with masks has its mask files staged in a pool
+    thread; the group's mask files are then made durable together and put in place
+    (``mask_files.commit_masks``), and only then are those samples updated, whole, in pool
+    threads: a sample file never refers to a mask that is not on disk. A crash inside a group
+    leaves written-but-unrecorded samples, which
     _with_already_merged merges again without duplicates, and hidden temporary files, which
     loading the run again removes (``_sweep_dead_temps``)."""
     trigger, done = run["config"].get("trigger_tag"), run["config"].get("done_tag")
@@ -168,17 +169,58 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
 
     def whole(rel):
         """The complete update. -> ("flag", reason) | ("skip", error) | ("ok", n)."""
+        kind, value = stage_masks_of(rel)
+        if kind != "masks":
+            return kind, value
+        fields, staged = value
+        try:
+            mask_files.commit_masks(staged)
+        except MediaError as e:
+            return "skip", e
+        return update_with(rel, fields)
+
+    def stage_masks_of(rel):
+        """In a pool thread: the media check, then the sample's mask files staged (not yet
+        durable). -> ("flag", reason) | ("skip", error) | ("masks", (fields, staged))."""
         reason = media_changed(root, rel, run)
         if reason:
             return "flag", reason
         fields = downloaded.get(rel, {})
-        if _holds_masks(fields):
-            fields = _write_masks(root, rel, fields, _current_mask_paths(root, rel, fields))
+        if not _holds_masks(fields):
+            return "masks", (fields, [])
+        try:
+            return "masks", _stage_masks(root, rel, fields, _current_mask_paths(root, rel, fields))
+        except (SampleFileError, MediaError) as e:
+            return "skip", e
+
+    def update_with(rel, fields):
+        """The sample file's update once its masks are in place. -> ("skip", error) | ("ok", n)."""
         try:
             dataset.update_sample(root, rel, change_for(rel, fields), sync_dir=False)
         except (SampleFileError, MediaError) as e:
             return "skip", e
         return "ok", labels_in(fields)
+
+    def settle_masks(pool, group) -> None:
+        """The group's staged mask files made durable together and put in place; then the
+        updates of the samples that refer to them are started (in ``group``'s places)."""
+        masked = []
+        for i, (_, fut) in enumerate(group):
+            if fut.cancelled() or fut.exception() is not None:  # (waits for it)
+                continue
+            kind, value = fut.result()
+            if kind == "masks":
+                masked.append((i, value))
+        staged = [item for _, (_, items) in masked for item in items]
+        try:
+            mask_files.commit_masks(staged)
+        except MediaError as e:
+            for i, _ in masked:
+                group[i] = (group[i][0], _resolved(("skip", e)))
+            return
+        for i, (fields, _) in masked:
+            rel = group[i][0]
+            group[i] = (rel, pool.submit(update_with, rel, fields))
 
     def check_and_sync(rel, prep, staged, n):
         """In a pool thread: the media check and the fsync of the staged file."""
@@ -198,7 +240,7 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
     def start(pool, rel) -> Future:
         fields = downloaded.get(rel, {})
         if _holds_masks(fields):
-            return pool.submit(whole, rel)
+            return pool.submit(stage_masks_of, rel)
         try:
             prep = dataset.prepare_update(root, rel, change_for(rel, fields))
         except (SampleFileError, MediaError):
@@ -223,7 +265,8 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
             return "skip", e
         return whole(rel)  # the sample file changed since it was read: re-apply to the new one
 
-    def finish(group) -> None:
+    def finish(pool, group) -> None:
+        settle_masks(pool, group)
         flags, written, failure = {}, [], None
         for rel, fut in group:
             try:
@@ -264,9 +307,9 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
                 for g in range(0, len(todo), MERGE_GROUP):
                     started.append([(rel, start(pool, rel)) for rel in todo[g:g + MERGE_GROUP]])
                     if len(started) > 1:
-                        finish(started.pop(0))
+                        finish(pool, started.pop(0))
                 while started:
-                    finish(started.pop(0))
+                    finish(pool, started.pop(0))
             finally:
                 for group in started:  # after a failure: writes not started yet are not made
                     for _, fut in group:
@@ -283,16 +326,21 @@ def _discard_staged(fut: Future) -> None:
     kind, value = fut.result()
     if kind == "staged" and value[1] is not None:
         value[1].discard()
+    elif kind == "masks":
+        mask_files.discard_masks(value[1])
 
 
 def _sweep_dead_temps(root, run: dict) -> None:
     """Remove temporary files that killed writers left in the directories of the run's samples
-    still to be merged (``atomic.remove_dead_temps``)."""
+    still to be merged and in their mask directories (``atomic.remove_dead_temps``)."""
     merged = set(run.get("merged", []))
-    dirs = {os.path.dirname(os.path.join(root, rel)) for batch in run["batches"]
-            if batch["state"] in ("annotating", "ready") for rel in batch["samples"] if rel not in merged}
-    for directory in dirs:
+    rels = [rel for batch in run["batches"] if batch["state"] in ("annotating", "ready")
+            for rel in batch["samples"] if rel not in merged]
+    for directory in {os.path.dirname(os.path.join(root, rel)) for rel in rels}:
         remove_dead_temps(directory)
+    for rel in rels:
+        for masks in mask_files.mask_dirs(root, rel):
+            remove_dead_temps(masks)
 
 
 def _resolved(result=None, exc: BaseException | None = None) -> Future:
@@ -395,31 +443,28 @@ def _holds_masks(fields: dict) -> bool:
     return False
 
 
-def _write_masks(root, rel: str, fields: dict, current: dict | None = None) -> dict:
-    """Masks arrive as numpy arrays under ``mask``; store them as PNGs below the root and refer
-    to them by ``mask_path``: the label's existing file if it has one, else a file named after
-    the label id, so rewriting is idempotent. New files of one field are written together
-    (``mask_files.write_masks``: one directory check and one directory fsync for all of them)."""
-    out = {}
+def _stage_masks(root, rel: str, fields: dict, current: dict | None = None) -> tuple[dict, list]:
+    """Masks arrive as numpy arrays under ``mask``; each is staged as a PNG below the root
+    (``mask_files.stage_masks``) and the label refers to it by ``mask_path``: the label's current
+    file if it has one (an edited mask is written over it), else a new file named after the
+    media and the label id, so rewriting is idempotent. -> (fields with paths, staged files)."""
+    out, items = {}, []
+    media = dataset.safe_rel(root, rel)
     for field, value in fields.items():
         if isinstance(value, dict):
             value = dict(value)
-            new: list[tuple[dict, str, object]] = []   # (label, id, mask) needing a new file
             if isinstance(value.get("detections"), list):
-                value["detections"] = [_mask_to_path(root, field, lb, current, new) for lb in value["detections"]]
+                value["detections"] = [_mask_to_path(root, media, field, lb, current, items)
+                                       for lb in value["detections"]]
             if value.get("_cls") in ("Segmentation", "Detection"):
-                value = _mask_to_path(root, field, value, current, new)
-            if new:
-                paths = mask_files.write_masks(root, rel, field, [(lid, mask) for _, lid, mask in new])
-                for (label, _, _), path in zip(new, paths):
-                    label["mask_path"] = path
+                value = _mask_to_path(root, media, field, value, current, items)
         out[field] = value
-    return out
+    return out, mask_files.stage_masks(root, items)
 
 
-def _mask_to_path(root, field, label: dict, current: dict | None, new: list) -> dict:
-    """The label without its mask array: an edit is written over the label's current file at
-    once; a new mask is queued in ``new`` and gets its ``mask_path`` when the queue is written."""
+def _mask_to_path(root, media: str, field: str, label: dict, current: dict | None, items: list) -> dict:
+    """The label (of media ``media``, a checked rel) without its mask array, referring to the
+    file it is to be written to; the (path, array) pair is queued in ``items``."""
     mask = label.get("mask")
     if not _is_array(mask):
         return label
@@ -427,14 +472,10 @@ def _mask_to_path(root, field, label: dict, current: dict | None, new: list) -> 
     label.pop("mask")
     lid = label_id(label) or "mask"
     existing = (current or {}).get((field, lid))
-    if existing:
-        target = Path(root) / dataset.safe_rel(root, existing)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(target, png_bytes(mask))
-        except OSError as exc:
-            raise MediaError(f"{target}: cannot write mask: {exc.strerror or exc}") from None
+    if existing:  # kept as the label has it; written where it leads
         label["mask_path"] = existing
+        items.append((dataset.safe_rel(root, existing), mask))
     else:
-        new.append((label, lid, mask))
+        label["mask_path"] = mask_files.mask_rel(media, field, lid)
+        items.append((label["mask_path"], mask))
     return label

@@ -125,9 +125,31 @@ def test_instance_masks_are_written_once_per_label_and_reused_on_reload(tmp_path
         assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_batch_of_masks_is_in_place_only_when_committed_and_a_discarded_one_leaves_nothing(tmp_path):
+    """Masks are staged (written beside their targets, not yet durable), committed together
+    (one syncfs, then the renames), or dropped: the load renames a group's masks before any
+    sample file refers to them, and removes them when it stops part-way."""
+    import numpy as np
+
+    masks = [(f"s/.masks/a.jpg/gt/{i:024x}.png", np.eye(5 + i, dtype=bool)) for i in range(30)]
+    old = tmp_path / masks[0][0]
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"an old mask")
+    os.chmod(old, 0o640)
+    staged = mask_files.stage_masks(tmp_path, masks)
+    assert not (tmp_path / masks[1][0]).exists() and old.read_bytes() == b"an old mask"
+    mask_files.commit_masks(staged)
+    for rel, array in masks:
+        assert np.array_equal(mask_files.read_mask(tmp_path, rel) > 0, array), rel
+    assert old.stat().st_mode & 0o777 == 0o640   # an overwritten mask keeps its mode
+    dropped = mask_files.stage_masks(tmp_path, [("s/.masks/b.jpg/gt/1.png", np.ones((2, 2), bool))])
+    mask_files.discard_masks(dropped)
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "s/.masks/b.jpg/gt/1.png").exists()
+
+
 def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_path, fakecvat):
-    """Loading stages many sample files before renaming them; a load killed in between leaves
-    hidden temp files. Loading that run again removes those of dead writers only."""
+    """Loading stages many sample and mask files before renaming them; a load killed in between
+    leaves hidden temp files. Loading that run again removes those of dead writers only."""
     import os
     import subprocess
     import sys
@@ -141,6 +163,9 @@ def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_p
     dead_pid = int(dead.stdout)
     left = tmp_path / "s" / f".img00.jpg.json.{dead_pid:x}.1a2b3c4.tmp"
     left.write_text("{half a sample")
+    left_mask = tmp_path / "s" / ".masks" / "img01.jpg" / "gt" / f".65a0c0ffee0000000000abcd.png.{dead_pid:x}.5e6f7a8.tmp"
+    left_mask.parent.mkdir(parents=True)
+    left_mask.write_bytes(b"\x89PNG half a mask")
     live = stage_bytes(tmp_path / "s" / "other.json", b"{}")   # this process: still writing
     unrelated = tmp_path / "s" / f".notes.{dead_pid:x}.1a2b3c4.tmp"   # not a sample file's temp
     unrelated.write_text("a user's file")
@@ -151,7 +176,7 @@ def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_p
             # what a load killed part-way leaves in the run record (its first write)
             RunStore(tmp_path).update("r", status="loading")
             syncd.load_annotations(tmp_path, "r", client=client)
-        assert not left.exists()
+        assert not left.exists() and not left_mask.exists()
         assert os.path.exists(live.tmp) and unrelated.exists()
         assert len(labels_of(tmp_path, rels[0])) == 1
     finally:
