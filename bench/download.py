@@ -73,7 +73,7 @@ def download_syncd(ctx):
     return _load(ctx, "rectangle")[0]
 
 
-@benchmark("download.syncd_masks", repeats=1)
+@benchmark("download.syncd_masks", repeats=1, targets={"shapes/s": (">=", 100_000)})
 def download_syncd_masks(ctx):
     """as download.syncd with 20 instance masks per sample (mask PNG files written)"""
     return _load(ctx, "mask")[0]

@@ -3,7 +3,9 @@
 - ``upload.fiftyone``: ``dataset.annotate(...)`` of the same 1000 JPEGs (detections, the same
   classes), to the moment it returns (its task then has its data: ``ready_seconds`` checks);
 - ``download.fiftyone``: ``dataset.load_annotations()`` of the same 1000 x 20 seeded boxes
-  (``bench.download.draw_shapes``, PUT through the API as for syncd).
+  (``bench.download.draw_shapes``, PUT through the API as for syncd);
+- ``download.fiftyone_masks``: the same with 20 instance masks per image (``label_type=
+  "instances"``; FiftyOne keeps each mask inline in its database, syncd writes a PNG file).
 
 FiftyOne runs in its own process (``bench/fo_worker.py``: usage tracking off, a non-persistent
 dataset, metadata computed before the clock starts); its import and MongoDB start are not timed.
@@ -60,9 +62,21 @@ def download_fiftyone(ctx):
             "server_rss_mb": r["server_rss_mb"]}
 
 
+@benchmark("download.fiftyone_masks", repeats=1)
+def download_fiftyone_masks(ctx):
+    """FiftyOne load_annotations() of the same 1000 x 20 instance masks (into its MongoDB)"""
+    r = run_fiftyone(ctx, "download_masks")
+    return {"seconds": r["seconds"], "shapes/s": r["shapes"] / r["seconds"],
+            "samples/s": n_images(ctx) / r["seconds"], "fiftyone_rss_mb": r["fiftyone_rss_mb"],
+            "server_rss_mb": r["server_rss_mb"]}
+
+
 ratio("upload: syncd annotate vs FiftyOne annotate() (speed-up)", ("upload.fiftyone", "seconds"),
       ("upload.syncd", "seconds"), target=20,
       note="both to a task whose data is ready, same images, same fakecvat")
 ratio("load: syncd load_annotations vs FiftyOne load_annotations() (speed-up)", ("download.fiftyone", "seconds"),
       ("download.syncd", "seconds"), target=20,
       note="syncd writes + fsyncs every sample file; FiftyOne writes to its MongoDB")
+ratio("load masks: syncd load_annotations vs FiftyOne load_annotations() (speed-up)",
+      ("download.fiftyone_masks", "seconds"), ("download.syncd_masks", "seconds"), target=20,
+      note="1000 x 20 instance masks: syncd writes a PNG file per mask (atomically, durably); FiftyOne stores them inline")

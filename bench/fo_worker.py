@@ -38,10 +38,10 @@ def dataset_of(fo, images: Path, n: int):
     return ds
 
 
-def annotate(ds, url: str, key: str = "bench"):
+def annotate(ds, url: str, key: str = "bench", label_type: str = "detections"):
     from bench.upload import CLASSES
     return ds.annotate(key, backend="cvat", url=url, username=USERNAME, password=PASSWORD,
-                       label_field="ground_truth", label_type="detections", classes=CLASSES)
+                       label_field="ground_truth", label_type=label_type, classes=CLASSES)
 
 
 def wait_ready(url: str, tid: int, n: int, t0: float, timeout: float = 300) -> float:
@@ -58,7 +58,7 @@ def wait_ready(url: str, tid: int, n: int, t0: float, timeout: float = 300) -> f
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fo_worker")
-    ap.add_argument("mode", choices=["upload", "download"])
+    ap.add_argument("mode", choices=["upload", "download", "download_masks"])
     ap.add_argument("--url", required=True)
     ap.add_argument("--images", required=True, type=Path)
     ap.add_argument("--n", required=True, type=int)
@@ -82,18 +82,22 @@ def main(argv=None) -> int:
             import requests
 
             from bench.download import draw_shapes
-            results = annotate(ds, args.url)
+            masks = args.mode == "download_masks"
+            results = annotate(ds, args.url, label_type="instances" if masks else "detections")
             [tid] = results.task_ids
             s = requests.Session()
             s.auth = (USERNAME, PASSWORD)
-            out["shapes"] = draw_shapes(s, args.url, tid, args.n, per_image=args.per_image)
+            out["shapes"] = draw_shapes(s, args.url, tid, args.n, per_image=args.per_image,
+                                        kind="mask" if masks else "rectangle")
             t = time.perf_counter()
             ds.load_annotations("bench", url=args.url, username=USERNAME, password=PASSWORD,
                                 unexpected="keep")
             out["seconds"] = time.perf_counter() - t
             out["loaded"] = int(ds.count("ground_truth.detections"))
+            if masks:  # each one with its mask
+                out["loaded"] = int(ds.count("ground_truth.detections.mask"))
             if out["loaded"] != out["shapes"]:
-                raise SystemExit(f"FiftyOne loaded {out['loaded']} of {out['shapes']} boxes")
+                raise SystemExit(f"FiftyOne loaded {out['loaded']} of {out['shapes']} shapes")
     finally:
         ds.delete()
     args.out.write_text(json.dumps(out))
