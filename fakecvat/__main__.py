@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data-dir", help="persist state and media here (survives restarts and kill -9)")
     serve.add_argument("--share-dir", help="CVAT's share volume: tasks may be created from server_files below it")
+    serve.add_argument("--media-dir", help="keep uploaded media here, also after the server stops "
+                                            "(default: <data-dir>/media, or a temporary directory removed at stop)")
     serve.add_argument("--user", action="append", type=_user, default=None, metavar="NAME:PASSWORD",
                        help="seed a user (repeatable; the first is a superuser; default admin:admin)")
     serve.add_argument("--cvat-version", default=DEFAULT_VERSION, help=f"version to report (default {DEFAULT_VERSION})")
@@ -33,8 +35,9 @@ def main(argv=None) -> int:
     from .server import FakeCVAT
     try:
         server = FakeCVAT(host=args.host, port=args.port, data_dir=args.data_dir, users=args.user,
-                          cvat_version=args.cvat_version, share_dir=args.share_dir, threads=args.threads)
-    except CorruptStateError as e:
+                          cvat_version=args.cvat_version, share_dir=args.share_dir, threads=args.threads,
+                          media_dir=args.media_dir)
+    except (CorruptStateError, ValueError) as e:
         print(f"fakecvat: {e}", file=sys.stderr)
         return 2
     except OSError as e:

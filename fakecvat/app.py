@@ -56,6 +56,10 @@ def create_app(*, data_dir=None, store: Store | None = None, users_spec=None, cv
             # in-memory state: media are as temporary as the server, removed when it stops
             media_dir = Path(tempfile.mkdtemp(prefix="fakecvat-media-"))
             stop_hooks.append(lambda app: shutil.rmtree(app.config["MEDIA_DIR"], ignore_errors=True))
+    elif not data_dir and Path(media_dir).is_dir() and any(Path(media_dir).iterdir()):
+        # an in-memory server numbers its tasks from 1 again: it would mix its media with those
+        raise ValueError(f"media directory {media_dir} is not empty; an in-memory fakecvat needs an "
+                         f"empty one (or --data-dir, to keep its state with them)")
     Path(media_dir).mkdir(parents=True, exist_ok=True)
     app.config.update(
         STORE=store,

@@ -75,10 +75,11 @@ class FakeCVATProcess:
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", data_dir=None, share_dir=None,
                  threads: int = 8, users=None, log_path=None, cvat_version: str | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, media_dir=None):
         self.host, self.port = host, int(port)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.share_dir = Path(share_dir) if share_dir is not None else None
+        self.media_dir = Path(media_dir) if media_dir is not None else None
         self.threads, self.cvat_version = threads, cvat_version
         self.users = [u if isinstance(u, str) else ":".join(u) for u in (users or [])]
         self.username, _, self.password = (self.users[0] if self.users else "admin:admin").partition(":")
@@ -104,6 +105,8 @@ class FakeCVATProcess:
             cmd += ["--data-dir", str(self.data_dir)]
         if self.share_dir is not None:
             cmd += ["--share-dir", str(self.share_dir)]
+        if self.media_dir is not None:
+            cmd += ["--media-dir", str(self.media_dir)]
         for user in self.users:
             cmd += ["--user", user]
         if self.cvat_version:

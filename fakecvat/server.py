@@ -19,8 +19,9 @@ RECV_BYTES = 256 * 1024
 
 class FakeCVAT:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, data_dir=None, users=None,
-                 cvat_version: str = DEFAULT_VERSION, share_dir=None, threads: int = 8):
-        self.app = create_app(data_dir=data_dir, users_spec=users, cvat_version=cvat_version, share_dir=share_dir)
+                 cvat_version: str = DEFAULT_VERSION, share_dir=None, threads: int = 8, media_dir=None):
+        self.app = create_app(data_dir=data_dir, users_spec=users, cvat_version=cvat_version, share_dir=share_dir,
+                              media_dir=media_dir)
         self.store = self.app.config["STORE"]
         try:
             self._server = create_server(self.app, host=host, port=port, threads=threads,

@@ -80,6 +80,25 @@ def test_data_dir_survives_restart_and_kill_on_the_same_url(tmp_path):
     assert log.read_text().count("serving on " + url) == 3
 
 
+def test_media_dir_keeps_uploads_after_stop_and_an_in_memory_server_wants_it_empty(tmp_path):
+    media = tmp_path / "media"
+    with FakeCVATProcess(media_dir=media, log_path=tmp_path / "f.log") as server:
+        tid = _create_task(server, "kept media")
+        r = server.session().post(f"{server.url}/api/tasks/{tid}/data",
+                                  files={"client_files[0]": ("a.png", _png(), "image/png")},
+                                  data={"image_quality": 70}, timeout=30)
+        assert r.status_code == 202, r.text
+    assert [p.read_bytes() for p in media.rglob("a.png")] == [_png()]   # still there after the stop
+    again = FakeCVATProcess(media_dir=media, log_path=tmp_path / "g.log")
+    try:
+        # its task 1 would land among the first server's files: refused, and the log says why
+        with pytest.raises(RuntimeError, match="media directory .* is not empty"):
+            again.start()
+    finally:
+        again.close()
+    assert [p.read_bytes() for p in media.rglob("a.png")] == [_png()]
+
+
 def test_a_failed_start_says_why_and_leaves_no_process(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
