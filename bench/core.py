@@ -96,7 +96,16 @@ class Context:
     """What a benchmark gets: the mode, scratch space, shared data and servers.
 
     ``session_dir`` is shared by every worker of one ``python -m bench`` run (generated images
-    are cached there); everything else lives and dies with the worker.
+    are cached there); everything else lives with the worker, and is deleted with the session
+    at the end of the run, not when the worker ends.
+
+    Why nothing is deleted between benchmarks: on an ext4 without a journal (the build
+    machine's) the kernel skips every inode freed in the last 60 to 360 seconds when it
+    allocates one (``recently_deleted`` in fs/ext4/ialloc.c), one buffer lookup each. Creating
+    20,000 files took 0.13 s six minutes after the last big delete and 2.2-3.5 s right after
+    deleting 20,000 (docs/benchmarks.md). A benchmark that writes files then paid
+    for the files the previous one had deleted, and FiftyOne, which writes to MongoDB's files,
+    did not. So fakecvat's uploads go to a media directory in the worker's scratch space too.
     """
 
     def __init__(self, *, quick: bool, session_dir: Path, work_dir: Path):
@@ -135,7 +144,10 @@ class Context:
         k = (key, str(share_dir))
         if k not in self._servers:
             log = self.work_dir / f"fakecvat-{key}.log"
-            self._servers[k] = self.stack.enter_context(FakeCVATProcess(share_dir=share_dir, log_path=log))
+            # its uploads stay until the whole run ends (see Context: no deletes between benchmarks)
+            media = self.tmpdir(f"fakecvat-media-{key}-")
+            self._servers[k] = self.stack.enter_context(FakeCVATProcess(share_dir=share_dir, log_path=log,
+                                                                        media_dir=media))
         return self._servers[k]
 
     @contextlib.contextmanager
