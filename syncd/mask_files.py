@@ -16,6 +16,8 @@ import os
 import posixpath
 import re
 import stat
+import struct
+import zlib
 from pathlib import Path
 
 from syncd.atomic import Staged, fsync_dir, stage_bytes, sync_together
@@ -48,26 +50,48 @@ def mask_dirs(root, rel_media: str) -> list[str]:
 
 def _mask_png(rel: str, array) -> bytes:
     """A mask array encoded as PNG (MediaError naming ``rel`` if it cannot be one)."""
-    import io
-
     import numpy as np
-    from PIL import Image
 
     arr = np.asarray(array)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or arr.size == 0:
         raise MediaError(f"{rel}: mask must be HxW or HxWx3/4, got shape {arr.shape}")
     if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
+        arr = arr.view(np.uint8) * np.uint8(255)
     elif arr.dtype.kind in "iu":
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 65535 or (arr.ndim == 3 and hi > 255):
             raise MediaError(f"{rel}: mask values {lo}..{hi} do not fit a PNG")
-        arr = arr.astype(np.uint8 if hi <= 255 else np.uint16)
+        arr = arr.astype(np.uint8 if hi <= 255 else np.uint16, copy=False)
     else:
         raise MediaError(f"{rel}: mask dtype {arr.dtype} is not bool or integer")
+    if arr.ndim == 2:
+        return _grey_png(arr)
+    import io
+
+    from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _grey_png(arr) -> bytes:
+    """A 2-D uint8 or uint16 array as a greyscale PNG, its chunks written directly: signature,
+    IHDR, one IDAT (every scanline with filter type 0, deflated at zlib's level 6, PIL's
+    default) and IEND. PIL's save took ~60 µs a mask, mostly its machinery around the same
+    deflate; a load of 1000 x 20 instance masks encodes 20,000 of them."""
+    import numpy as np
+
+    height, width = arr.shape
+    depth = 8 * arr.itemsize
+    rows = np.zeros((height, 1 + width * arr.itemsize), np.uint8)   # column 0: the filter byte
+    rows[:, 1:] = arr.astype(">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)   # greyscale, no interlace
+    return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header),
+                     _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _chunk(b"IEND", b"")))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
 def write_mask(root, rel_media, field: str, label_id: str, array) -> str:

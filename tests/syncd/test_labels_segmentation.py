@@ -50,19 +50,3 @@ def test_empty_segmentation_sends_nothing_and_comes_back_none():
     schema = build_schema([{"seg": seg}], {"seg": {"mask_targets": TARGETS}})
     items, sent = export_sample({"seg": seg}, 0, schema, 4, 4, None)
     assert items["shapes"] == [] and sent == {"seg": []}
-
-
-def test_externalize_masks_writes_pngs_readable_again(tmp_path):
-    from syncd.labels.masks import externalize_masks, load_mask
-
-    seg = {"_id": {"$oid": new_id()}, "_cls": "Segmentation",
-           "mask": np.array([[0, 1], [2, 3]], np.uint8)}
-    externalize_masks(seg, tmp_path, ".masks/seg")
-    assert "mask" not in seg and seg["mask_path"] == f".masks/seg/{seg['_id']['$oid']}.png"
-    assert (load_mask(seg, tmp_path) == [[0, 1], [2, 3]]).all()
-    det = {"_id": {"$oid": new_id()}, "_cls": "Detection", "mask_path": "old.png",
-           "mask": np.array([[True, False]])}
-    value = {"_cls": "Detections", "detections": [det]}
-    externalize_masks(value, tmp_path, ".masks")
-    assert det["mask_path"] == "old.png"
-    assert (load_mask(det, tmp_path) == [[255, 0]]).all()
