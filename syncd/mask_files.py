@@ -5,9 +5,10 @@ root), the file FiftyOne's ``mask_path`` points to; a label whose ``mask_path`` 
 file keeps it. Paths go through ``dataset.safe_rel`` and the same inside-the-root checks as
 sample files, so no mask is written or read outside the root.
 
-Masks are written in batches (``stage_masks`` then ``commit_masks``): every file is written
-beside its target, the batch is made durable at once (``atomic.sync_together``), then each file
-is renamed into place and each directory fsynced once.
+Masks are written in batches (``stage_masks`` then ``commit_masks``): a new file is written at
+its own name (nothing refers to it yet), a file that exists is written beside it; the batch is
+made durable at once (``atomic.sync_together``), then the latter are renamed into place, and
+each directory is fsynced once. Only then may a sample file refer to them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from syncd.atomic import Staged, fsync_dir, stage_bytes, sync_together
+from syncd.atomic import Staged, fsync_dir, stage_bytes, stage_new, sync_together
 from syncd.dataset import _check_inside, safe_rel  # the root's path checks, shared with sample files
 from syncd.errors import MediaError, SampleFileError
 from syncd.media_metadata import open_image
@@ -132,12 +133,14 @@ def stage_masks(root, items: list[tuple[str, object]]) -> list[Staged]:
                 # re-check now that the directories exist (a planted symlink escapes)
                 _check_inside(root, parent, repr(rel))
                 checked.add(parent)
+            item = None
             try:  # the file itself can lead elsewhere only as a symlink: one lstat, not a realpath
                 if stat.S_ISLNK(os.lstat(target).st_mode):
                     _check_inside(root, rel, repr(rel))
             except FileNotFoundError:
-                pass
-            item = stage_bytes(target, data)
+                item = stage_new(target, data)  # no file there yet: written where it belongs
+            if item is None:
+                item = stage_bytes(target, data)
             item.close()  # a batch holds thousands: no descriptor each
             staged.append(item)
     except BaseException as exc:

@@ -125,10 +125,10 @@ def test_instance_masks_are_written_once_per_label_and_reused_on_reload(tmp_path
         assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_a_batch_of_masks_is_in_place_only_when_committed_and_a_discarded_one_leaves_nothing(tmp_path):
-    """Masks are staged (written beside their targets, not yet durable), committed together
-    (one syncfs, then the renames), or dropped: the load renames a group's masks before any
-    sample file refers to them, and removes them when it stops part-way."""
+def test_a_batch_of_masks_replaces_a_file_only_when_committed_and_a_discarded_one_leaves_nothing(tmp_path):
+    """Masks are staged, then committed together (one syncfs, then the renames) or dropped. A
+    new mask is written at its own name (no sample file refers to it yet); one over an existing
+    file replaces it only at the commit; a discarded batch leaves neither kind behind."""
     import numpy as np
 
     masks = [(f"s/.masks/a.jpg/gt/{i:024x}.png", np.eye(5 + i, dtype=bool)) for i in range(30)]
@@ -137,14 +137,16 @@ def test_a_batch_of_masks_is_in_place_only_when_committed_and_a_discarded_one_le
     old.write_bytes(b"an old mask")
     os.chmod(old, 0o640)
     staged = mask_files.stage_masks(tmp_path, masks)
-    assert not (tmp_path / masks[1][0]).exists() and old.read_bytes() == b"an old mask"
+    assert old.read_bytes() == b"an old mask"   # still the old one until the commit
     mask_files.commit_masks(staged)
     for rel, array in masks:
         assert np.array_equal(mask_files.read_mask(tmp_path, rel) > 0, array), rel
     assert old.stat().st_mode & 0o777 == 0o640   # an overwritten mask keeps its mode
-    dropped = mask_files.stage_masks(tmp_path, [("s/.masks/b.jpg/gt/1.png", np.ones((2, 2), bool))])
+    dropped = mask_files.stage_masks(tmp_path, [("s/.masks/b.jpg/gt/1.png", np.ones((2, 2), bool)),
+                                                (masks[1][0], np.zeros((2, 2), bool))])
     mask_files.discard_masks(dropped)
     assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "s/.masks/b.jpg/gt/1.png").exists()
+    assert np.array_equal(mask_files.read_mask(tmp_path, masks[1][0]) > 0, masks[1][1])
 
 
 def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_path, fakecvat):
