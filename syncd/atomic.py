@@ -90,7 +90,9 @@ def _alive(pid: int) -> bool:
 class Staged:
     """A temporary file written beside its target (``stage_bytes``), open, not yet fsynced
     nor renamed into place. ``sync`` makes its bytes durable (safe to call from any thread: it
-    holds no Python state), ``finish`` renames it over the target, ``discard`` drops it.
+    holds no Python state), ``finish`` renames it over the target, ``discard`` drops it. (A
+    new file nothing refers to yet is written at its own name instead, ``stage_new``: then
+    ``tmp`` is the target, and ``finish`` has nothing to rename.)
 
     Writing many files this way lets a caller fsync them side by side and rename them after:
     1000 sample files were ~0.3 s written one complete atomic write at a time in 16 threads,

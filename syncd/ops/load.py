@@ -150,8 +150,8 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
     renamed into place here if the sample file still holds what was read (else the change is
     re-applied to the new content with ``update_sample``), the group's directories are fsynced
     (one directory fsync covers a whole group's renames), and only then is the group recorded as
-    merged, with one run-file write. A sample with masks has its mask files staged in a pool
-    thread; the group's mask files are then made durable together and put in place
+    merged, with one run-file write. A sample with masks has its mask files staged by one of
+    MASK_THREADS threads; the group's mask files are then made durable together and put in place
     (``mask_files.commit_masks``), and only then are those samples updated, whole, in pool
     threads: a sample file never refers to a mask that is not on disk. A crash inside a group
     leaves written-but-unrecorded samples, which
