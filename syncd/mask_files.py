@@ -50,7 +50,9 @@ def mask_dirs(root, rel_media: str) -> list[str]:
 
 
 def _mask_png(rel: str, array) -> bytes:
-    """A mask array encoded as PNG (MediaError naming ``rel`` if it cannot be one)."""
+    """A mask array encoded as PNG (MediaError naming ``rel`` if it cannot be one): 2-D bool
+    (instance masks, stored 0/255: ``read_mask`` gives uint8 back, so callers that want bool
+    use ``mask > 0``, as FiftyOne does), 2-D integer class ids (8 or 16 bit), or RGB(A)."""
     import numpy as np
 
     arr = np.asarray(array)
@@ -93,24 +95,6 @@ def _grey_png(arr) -> bytes:
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
-
-
-def write_mask(root, rel_media, field: str, label_id: str, array) -> str:
-    """Write a 2-D mask (bool, or integer class ids) or an RGB(A) mask as PNG; return its path.
-
-    Bool masks are stored as 0/255 greyscale; ``read_mask`` gives uint8 back, so callers that
-    want bool use ``mask > 0`` (as FiftyOne does for instance masks).
-    """
-    return write_masks(root, rel_media, field, [(label_id, array)])[0]
-
-
-def write_masks(root, rel_media, field: str, masks: list[tuple[str, object]]) -> list[str]:
-    """``write_mask`` for several labels of one field of one sample, as one batch. Returns the
-    paths, in order."""
-    rel_media = safe_rel(root, rel_media)
-    rels = [mask_rel(rel_media, field, lid) for lid, _ in masks]
-    commit_masks(stage_masks(root, list(zip(rels, (array for _, array in masks)))))
-    return rels
 
 
 def stage_masks(root, items: list[tuple[str, object]]) -> list[Staged]:

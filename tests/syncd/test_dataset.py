@@ -283,18 +283,24 @@ def test_errors_are_one_line(tmp_path):
 # --- masks -------------------------------------------------------------------------------------
 
 
+def write_mask(root, rel_media: str, field: str, label_id: str, array) -> str:
+    """What a load does for one new mask: its path, then a batch of one staged and committed."""
+    rel = mask_files.mask_rel(rel_media, field, label_id)
+    mask_files.commit_masks(mask_files.stage_masks(root, [(rel, array)]))
+    return rel
+
 def test_masks_round_trip_below_root_and_hidden(tmp_path):
     make_image(tmp_path / "s" / "a.jpg")
     inst = np.zeros((6, 8), bool)
     inst[1:3, 2:5] = True
-    rel = mask_files.write_mask(tmp_path, "s/a.jpg", "ground_truth", "65a0c0ffee0000000000abcd", inst)
+    rel = write_mask(tmp_path, "s/a.jpg", "ground_truth", "65a0c0ffee0000000000abcd", inst)
     assert rel == "s/.masks/a.jpg/ground_truth/65a0c0ffee0000000000abcd.png"
     assert np.array_equal(mask_files.read_mask(tmp_path, rel) > 0, inst)
     seg = np.arange(12, dtype=np.int64).reshape(3, 4) * 20
-    rel2 = mask_files.write_mask(tmp_path, "s/a.jpg", "frames.seg", "id2", seg)
+    rel2 = write_mask(tmp_path, "s/a.jpg", "frames.seg", "id2", seg)
     assert np.array_equal(mask_files.read_mask(tmp_path, rel2), seg)
     wide = np.array([[0, 1000], [65535, 3]])
-    rel3 = mask_files.write_mask(tmp_path, "s/a.jpg", "seg", "id3", wide)
+    rel3 = write_mask(tmp_path, "s/a.jpg", "seg", "id3", wide)
     assert np.array_equal(mask_files.read_mask(tmp_path, tmp_path / rel3), wide)
     assert list(dataset.discover(tmp_path)) == ["s/a.jpg"]  # masks are never media
 
@@ -302,9 +308,9 @@ def test_masks_round_trip_below_root_and_hidden(tmp_path):
 def test_masks_refuse_escapes_and_bad_arrays(tmp_path):
     make_image(tmp_path / "a.jpg")
     with pytest.raises(MediaError):
-        mask_files.write_mask(tmp_path, "a.jpg", "../x", "id", np.zeros((2, 2), bool))
+        write_mask(tmp_path, "a.jpg", "../x", "id", np.zeros((2, 2), bool))
     with pytest.raises(MediaError):
-        mask_files.write_mask(tmp_path, "a.jpg", "f", "id", np.zeros((2, 2), float))
+        write_mask(tmp_path, "a.jpg", "f", "id", np.zeros((2, 2), float))
     with pytest.raises(SampleFileError):
         mask_files.read_mask(tmp_path, "../outside.png")
     with pytest.raises(SampleFileError):
