@@ -112,9 +112,9 @@ def stage_masks(root, items: list[tuple[str, object]]) -> list[Staged]:
     try:
         for (rel, _), data in zip(items, datas):
             parent = posixpath.dirname(rel)
-            target = Path(root) / rel
+            target = os.path.join(root, rel)
             if parent not in checked:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
                 # re-check now that the directories exist (a planted symlink escapes)
                 _check_inside(root, parent, repr(rel))
                 checked.add(parent)
@@ -140,7 +140,7 @@ def commit_masks(staged: list[Staged]) -> None:
     """Put staged mask files in place durably: all made durable together, each renamed over its
     target (if written beside it), each directory fsynced once. On failure, those not yet in
     place are removed."""
-    directories = {item.path.parent for item in staged}
+    directories = {os.path.dirname(item.tmp) for item in staged}  # (a temp file lies beside its target)
     done = 0
     try:
         sync_together(staged)

@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 from .. import dataset, gc_pause, mask_files
-from ..atomic import fsync_dir, remove_dead_temps
+from ..atomic import fsync_dir, remove_dead_temps, sync_together
 from ..errors import MediaError, RunError, SampleFileError, SyncdError
 from ..ids import label_id
 from ..labels import import_annotations
@@ -21,10 +21,11 @@ from .common import count_labels, is_video, jobs_of, media_changed, schema_of, s
 log = logging.getLogger("syncd.ops")
 
 MERGE_THREADS = 16   # media checks and fsyncs of staged sample files in flight at once
-# Samples whose mask files are staged at once. That is Python work (encoding) between short
-# system calls: more threads only hand the GIL around. 1000 samples x 20 masks: 5.2-5.3 s
-# in 16 threads, 3.2-3.6 s in 4, 3.4-3.5 s in 2.
-MASK_THREADS = 4
+# Samples whose mask files are staged at once, beside this thread. That is Python work
+# (encoding) between short system calls: more threads only hand the GIL around. 1000 samples
+# x 20 masks: 5.2-5.3 s in 16 threads, 3.2-3.6 s in 4; once a group's sample files were also
+# staged in this thread and synced together, 2.4-2.9 s in 4, 2.2-2.4 s in 2, 1.9-2.1 s in 1.
+MASK_THREADS = 1
 MERGE_GROUP = 128    # samples recorded as merged per run-file write
 JOB_THREADS = 4      # jobs downloaded at once (each thread its own client)
 
@@ -152,8 +153,9 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
     (one directory fsync covers a whole group's renames), and only then is the group recorded as
     merged, with one run-file write. A sample with masks has its mask files staged by one of
     MASK_THREADS threads; the group's mask files are then made durable together and put in place
-    (``mask_files.commit_masks``), and only then are those samples updated, whole, in pool
-    threads: a sample file never refers to a mask that is not on disk. A crash inside a group
+    (``mask_files.commit_masks``), and only then are those samples' files prepared and staged
+    here, made durable together (``atomic.sync_together``) and renamed like the others: a
+    sample file never refers to a mask that is not on disk. A crash inside a group
     leaves written-but-unrecorded samples, which
     _with_already_merged merges again without duplicates, and hidden temporary files, which
     loading the run again removes (``_sweep_dead_temps``)."""
@@ -205,9 +207,11 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
             return "skip", e
         return "ok", labels_in(fields)
 
-    def settle_masks(pool, group) -> None:
+    def settle_masks(group) -> None:
         """The group's staged mask files made durable together and put in place; then the
-        updates of the samples that refer to them are started (in ``group``'s places)."""
+        files of the samples that refer to them are prepared, staged and made durable together
+        too (in ``group``'s places: ``outcome`` renames them like the others). All in this
+        thread: with the fsyncs batched, pool threads would only hand the GIL around."""
         masked = []
         for i, (_, fut) in enumerate(group):
             if fut.cancelled() or fut.exception() is not None:  # (waits for it)
@@ -222,9 +226,25 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
             for i, _ in masked:
                 group[i] = (group[i][0], _resolved(("skip", e)))
             return
+        samples = []  # (index, prep, staged sample file, labels): made durable together below
         for i, (fields, _) in masked:
             rel = group[i][0]
-            group[i] = (rel, pool.submit(update_with, rel, fields))
+            try:
+                prep = dataset.prepare_update(root, rel, change_for(rel, fields))
+                samples.append((i, prep, dataset.stage_update(prep), labels_in(fields)))
+            except (SampleFileError, MediaError) as e:
+                group[i] = (rel, _resolved(("skip", e)))
+        try:
+            sync_together([item for _, _, item, _ in samples if item is not None])
+        except OSError as e:
+            for i, prep, item, _ in samples:
+                if item is not None:
+                    item.discard()
+                group[i] = (group[i][0], _resolved(
+                    ("skip", SampleFileError(f"{prep.path}: cannot write sample file: {e.strerror or e}"))))
+            return
+        for i, prep, item, n in samples:  # renamed in ``outcome`` if the file is still as read
+            group[i] = (group[i][0], _resolved(("staged", (prep, item, n))))
 
     def check_and_sync(rel, prep, staged, n):
         """In a pool thread: the media check and the fsync of the staged file."""
@@ -269,8 +289,8 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
             return "skip", e
         return whole(rel)  # the sample file changed since it was read: re-apply to the new one
 
-    def finish(pool, group) -> None:
-        settle_masks(pool, group)
+    def finish(group) -> None:
+        settle_masks(group)
         flags, written, failure = {}, [], None
         for rel, fut in group:
             try:
@@ -312,9 +332,9 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
                 for g in range(0, len(todo), MERGE_GROUP):
                     started.append([(rel, start(pool, mask_pool, rel)) for rel in todo[g:g + MERGE_GROUP]])
                     if len(started) > 1:
-                        finish(pool, started.pop(0))
+                        finish(started.pop(0))
                 while started:
-                    finish(pool, started.pop(0))
+                    finish(started.pop(0))
             finally:
                 for group in started:  # after a failure: writes not started yet are not made
                     for _, fut in group:
