@@ -76,7 +76,9 @@ def probe_image_bytes(data: bytes, name: str) -> tuple[int, int]:
         size, scan, orientation = _jpeg_markers(data)
         if size and scan is not None and (Image.MAX_IMAGE_PIXELS is None
                                           or size[0] * size[1] <= Image.MAX_IMAGE_PIXELS):
-            if data.find(b"\xff\xd9", scan) < 0:
+            # (searched from the end, where a whole file's marker is: scanning forwards
+            # through the entropy-coded data took ~38 us per 640x480 JPEG, from the end ~0.3)
+            if data.rfind(b"\xff\xd9", scan) < 0:
                 raise MediaError(f"Unable to read the image file {name}: image file is truncated "
                                  f"(no end-of-image marker)")
             return _upright(size, orientation)
