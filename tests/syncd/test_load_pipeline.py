@@ -183,3 +183,22 @@ def test_a_load_sweeps_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_p
         assert len(labels_of(tmp_path, rels[0])) == 1
     finally:
         live.discard()
+
+
+def test_a_mask_load_skips_a_broken_sample_file_untouched_and_merges_the_others(tmp_path, fakecvat):
+    """Mask samples' files are staged in groups and made durable together: one that cannot be
+    read is reported and left byte for byte, while the rest of its group gets its masks."""
+    rels = make(tmp_path, 4)
+    with CVATClient(fakecvat.url, username="admin", password="admin") as client:
+        tid = syncd.annotate(tmp_path, "m", rels, client=client, label_field="gt", label_type="instances",
+                             classes=["cat", "dog"])["tasks"][0]
+        draw(fakecvat.url, tid, {0: 2, 1: 1, 2: 2, 3: 1}, kind="mask")
+        broken = tmp_path / (rels[1] + ".json")
+        broken.write_text('{"filepath": "s/img01.jpg", "tags": ["todo"')   # cut short by an editor
+        summary = syncd.load_annotations(tmp_path, "m", client=client)
+    assert summary["samples"] == 3 and list(summary["skipped"]) == [rels[1]]
+    assert broken.read_text() == '{"filepath": "s/img01.jpg", "tags": ["todo"'
+    for rel, n in ((rels[0], 2), (rels[2], 2), (rels[3], 1)):
+        paths = [d["mask_path"] for d in labels_of(tmp_path, rel)]
+        assert len(paths) == n and all(mask_files.read_mask(tmp_path, p).shape == (28, 19) for p in paths)
+    assert not list(tmp_path.rglob("*.tmp"))
