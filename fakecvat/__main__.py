@@ -55,6 +55,11 @@ def main(argv=None) -> int:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
+        pass  # (waitress's loop usually takes it itself, and returns)
+    finally:
+        # Always, however the loop ended: waitress's run() swallows KeyboardInterrupt and
+        # returns, so a stop only in an ``except`` never ran, and SIGTERM left the temporary
+        # media directory behind and the store unclosed.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already (stop() has its own timeouts)
         server.stop()
     return 0

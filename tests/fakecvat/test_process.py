@@ -112,6 +112,26 @@ def test_a_failed_start_says_why_and_leaves_no_process(tmp_path):
     server.close()
 
 
+def test_sigterm_stops_cleanly_and_removes_the_temporary_media_dir(tmp_path):
+    # what systemd, docker stop or a plain kill send to `fakecvat serve`; an in-memory server
+    # left its temporary media directory behind, because waitress's loop swallowed the
+    # interrupt and the stop after it never ran
+    server = FakeCVATProcess(log_path=tmp_path / "f.log")
+    try:
+        server.start()
+        scratch = Path(server.scratch_dir)  # the life's TMPDIR
+        tid = _create_task(server, "photos")
+        r = server.session().post(f"{server.url}/api/tasks/{tid}/data", data={"image_quality": 70},
+                                  files={"client_files[0]": ("a.png", _png())}, timeout=30)
+        assert r.status_code == 202, r.text
+        [media] = scratch.rglob("a.png")
+        assert any(d.name.startswith("fakecvat-media-") for d in media.parents)  # the server's temp dir
+        assert server.stop() == 0  # SIGTERM, and a clean exit
+        assert not list(scratch.glob("fakecvat-media-*"))
+    finally:
+        server.close()
+
+
 def test_close_removes_what_a_killed_life_left(tmp_path):
     server = FakeCVATProcess(log_path=tmp_path / "f.log")
     try:
