@@ -102,7 +102,7 @@ class Staged:
 
     def __init__(self, path: str, tmp: str, fd: int):
         # (strings, not pathlib: a load stages 20,000 mask files, and building and printing
-        # Path objects for them was a sixth of the time the staging thread held the GIL)
+        # Path objects for them was about a fifth of the time the staging thread held the GIL)
         self.path, self.tmp, self.fd = path, tmp, fd
 
     @property

@@ -234,6 +234,8 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
                 samples.append((i, prep, dataset.stage_update(prep), labels_in(fields)))
             except (SampleFileError, MediaError) as e:
                 group[i] = (rel, _resolved(("skip", e)))
+            except Exception as e:  # as in ``start``: the group's others are recorded, then raised
+                group[i] = (rel, _resolved(exc=e))
         try:
             sync_together([item for _, _, item, _ in samples if item is not None])
         except OSError as e:
