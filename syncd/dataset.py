@@ -356,6 +356,11 @@ def _prepare(root, rel: str, path: Path, change: Callable[[dict], dict | None]) 
     return PreparedUpdate(root, rel, path, snap, new, data)
 
 
+def write_failed(prep: PreparedUpdate, exc: OSError) -> SampleFileError:
+    """The error for a prepared update whose file could not be written (naming the file)."""
+    return SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}")
+
+
 def _commit(prep: PreparedUpdate, sync_dir: bool) -> bool:
     if prep.data is None:
         return True  # nothing changed: nothing to write
@@ -363,7 +368,7 @@ def _commit(prep: PreparedUpdate, sync_dir: bool) -> bool:
         return write_bytes_atomic(prep.path, prep.data, before_replace=lambda: _unchanged(prep.path, prep.snap),
                                   sync_dir=sync_dir)
     except OSError as exc:
-        raise SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}") from None
+        raise write_failed(prep, exc) from None
 
 
 def prepare_update(root, rel, change: Callable[[dict], dict | None]) -> PreparedUpdate:
@@ -389,7 +394,7 @@ def stage_update(prep: PreparedUpdate) -> Staged | None:
     try:
         return stage_bytes(prep.path, prep.data)
     except OSError as exc:
-        raise SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}") from None
+        raise write_failed(prep, exc) from None
 
 
 def finish_staged_update(prep: PreparedUpdate, staged: Staged | None) -> bool:
@@ -401,7 +406,7 @@ def finish_staged_update(prep: PreparedUpdate, staged: Staged | None) -> bool:
         try:
             return staged.finish(before_replace=lambda: _unchanged(prep.path, prep.snap))
         except OSError as exc:
-            raise SampleFileError(f"{prep.path}: cannot write sample file: {exc.strerror or exc}") from None
+            raise write_failed(prep, exc) from None
 
 
 def update_sample(root, rel, change: Callable[[dict], dict | None], *,

@@ -186,8 +186,8 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
         return update_with(rel, fields)
 
     def stage_masks_of(rel):
-        """In a pool thread: the media check, then the sample's mask files staged (not yet
-        durable). -> ("flag", reason) | ("skip", error) | ("masks", (fields, staged))."""
+        """In the mask thread (or from ``whole``): the media check, then the sample's mask files
+        staged (not yet durable). -> ("flag", reason) | ("skip", error) | ("masks", (fields, staged))."""
         reason = media_changed(root, rel, run)
         if reason:
             return "flag", reason
@@ -242,8 +242,7 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
             for i, prep, item, _ in samples:
                 if item is not None:
                     item.discard()
-                group[i] = (group[i][0], _resolved(
-                    ("skip", SampleFileError(f"{prep.path}: cannot write sample file: {e.strerror or e}"))))
+                group[i] = (group[i][0], _resolved(("skip", dataset.write_failed(prep, e))))
             return
         for i, prep, item, n in samples:  # renamed in ``outcome`` if the file is still as read
             group[i] = (group[i][0], _resolved(("staged", (prep, item, n))))
@@ -260,7 +259,7 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
                 staged.sync()
             except OSError as e:
                 staged.discard()
-                return "skip", SampleFileError(f"{prep.path}: cannot write sample file: {e.strerror or e}")
+                return "skip", dataset.write_failed(prep, e)
         return "staged", (prep, staged, n)
 
     def start(pool, mask_pool, rel) -> Future:
