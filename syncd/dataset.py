@@ -11,6 +11,7 @@ A media file's metadata and hash are ``media_metadata``'s job; mask PNGs are ``m
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import stat
@@ -267,10 +268,14 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
     Missing file: a fresh sample dict when ``create`` (not written), else SampleFileError.
     Unparsable or non-object JSON: SampleFileError; the file is left untouched.
     """
-    path = _sample_path_str(root, safe_rel(root, rel))
+    rel_checked = safe_rel(root, rel)
+    path = os.path.join(root, rel_checked + SAMPLE_SUFFIX)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = _read_unless_symlink(path)
+        if data is None:  # a symlinked sample file: read only if it stays inside the root
+            path = _sample_path_str(root, rel_checked)
+            with open(path, "rb") as f:
+                data = f.read()
     except FileNotFoundError:
         if not create:
             raise SampleFileError(f"{path}: no sample file") from None
@@ -280,6 +285,31 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
     doc = _parse_sample(path, data)
     check_sample(path, doc)  # wrong types / NaN / out-of-image boxes: refused here, in one line
     return doc
+
+
+_NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_unless_symlink(path: str) -> bytes | None:
+    """The file's bytes, or None if it is a symlink (``O_NOFOLLOW``). Reading every sample file
+    of a dataset (``annotate`` by tag), an ``lstat`` beforehand and Python's buffered file object
+    were ~5 of the ~15 us a sample file took; the directories above were checked by ``safe_rel``.
+    OSError as ``open`` raises it (FileNotFoundError...)."""
+    try:
+        fd = os.open(path, _NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and _NOFOLLOW != os.O_RDONLY | getattr(os, "O_CLOEXEC", 0):
+            return None
+        raise
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
 
 
 def _snapshot(path: Path) -> tuple | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 from pathlib import Path
 
 import xxhash
@@ -33,8 +32,19 @@ _IMAGE_MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
 
 
 def media_ext(name: str) -> str:
-    """The lower-case extension of a file name (``""`` if none), as the sets above hold them."""
-    return posixpath.splitext(name)[1].lower()
+    """The lower-case extension of a file name or forward-slash path (``""`` if none), as the
+    sets above hold them: ``posixpath.splitext(name)[1].lower()``, without its generic path
+    handling (this runs several times per sample of every run: ~0.3 instead of ~1 us)."""
+    dot = name.rfind(".")
+    if dot <= 0:
+        return ""
+    start = name.rfind("/") + 1
+    if dot < start:  # the last dot is in a directory's name
+        return ""
+    # a name's leading dots do not start an extension (".mp4" and "..mp4" have none)
+    if not name[start:dot].lstrip("."):
+        return ""
+    return name[dot:].lower()
 
 
 # Media content hashes tell a medium changed while in annotation: accidental change, not an

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 
 from .. import fingerprint
 from ..errors import MediaError
 from ..ids import is_object_id
-from ..media_metadata import VIDEO_EXTS, same_content
+from ..media_metadata import VIDEO_EXTS, media_ext, same_content
 from ..runs import RunStore
 from ..schema import FieldSchema
 
@@ -18,7 +17,7 @@ LABEL_ID_ATTR = "label_id"
 
 def is_video(rel: str) -> bool:
     # string ops, not Path(rel).suffix: called a few times per sample of every run
-    return posixpath.splitext(str(rel))[1].lower() in VIDEO_EXTS
+    return media_ext(str(rel)) in VIDEO_EXTS
 
 
 def as_list(v) -> list:

@@ -365,3 +365,31 @@ def test_image_metadata_sized_as_fiftyone_sizes_photos_taken_sideways(tmp_path, 
     Image.new("RGB", (40, 30)).save(path, fmt, exif=exif.tobytes())
     meta = media_metadata.compute_metadata(path)
     assert (meta["width"], meta["height"]) == size  # (tests/fiftyone checks FiftyOne agrees)
+
+
+def test_read_sample_follows_a_symlinked_sample_file_only_inside_the_root(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "secret.json"
+    outside.write_text('{"filepath": "secret", "tags": ["leak"]}')
+    (root / "kept.json").write_text('{"filepath": "in.jpg", "tags": ["inside"]}')
+    (root / "in.jpg.json").symlink_to(root / "kept.json")
+    (root / "out.jpg.json").symlink_to(outside)
+    (root / "dir.jpg.json").mkdir()
+    assert dataset.read_sample(root, "in.jpg")["tags"] == ["inside"]
+    with pytest.raises(SampleFileError, match="outside the dataset root"):
+        dataset.read_sample(root, "out.jpg")
+    with pytest.raises(SampleFileError, match="dir.jpg.json: cannot read sample file"):
+        dataset.read_sample(root, "dir.jpg")
+    with pytest.raises(SampleFileError, match="no sample file"):
+        dataset.read_sample(root, "none.jpg", create=False)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", ".mp4", "..mp4", "a.", "a..b", "A.MP4", "d.x/file",
+                                  "d.x/.hidden", "d/..x.JPG", "d/a.b.c", "/a.png", "a/b/c", ".a.b",
+                                  "x.tar.gz", "d/...", "é.JPEG"])
+def test_media_ext_is_posix_splitext_lowered(name):
+    import posixpath
+
+    from syncd.media_metadata import media_ext
+    assert media_ext(name) == posixpath.splitext(name)[1].lower()
