@@ -8,7 +8,9 @@
   the same do-nothing server (the ceiling comparison: client-side efficiency only);
 - ``upload.syncd_upload_data``: ``CVATClient.upload_data`` to fakecvat, until it answers;
 - ``upload.zero_copy``: syncd with ``share_root``: only ``server_files`` names travel;
-- ``upload.fakecvat_ready``: fakecvat's own figure, one multipart POST + processing to ready.
+- ``upload.fakecvat_ready``: fakecvat's own figure, one multipart POST + processing to ready;
+- ``upload.zero_copy_floor``: fakecvat's own figure for zero copy, one ``server_files`` request
+  + processing to ready (what ``upload.zero_copy`` cannot beat).
 FiftyOne's ``annotate()`` lives in ``bench/fiftyone_bench.py``.
 """
 from __future__ import annotations
@@ -248,6 +250,28 @@ def upload_zero_copy(ctx):
     return _figures(ctx, r["seconds"], server)
 
 
+@benchmark("upload.zero_copy_floor", repeats=3)
+def upload_zero_copy_floor(ctx):
+    """fakecvat alone: one server_files POST of the same 1000 share files + processing to ready"""
+    share = ctx.work_dir / "share"
+    share.mkdir(exist_ok=True)
+    server = ctx.fakecvat(share_dir=share, key="share")
+    images = share / f"floor{len(list(share.iterdir()))}"
+    images.mkdir()
+    files = image_files(ctx)
+    for f in files:
+        os.link(f, images / f.name)
+    s = server.session()
+    tid = s.post(server.url + "/api/tasks", json={"name": "raw", "labels": [{"name": "a"}]}).json()["id"]
+    names = [f"{images.name}/{f.name}" for f in files]
+    with ctx.stopwatch() as sw:
+        r = s.post(f"{server.url}/api/tasks/{tid}/data/",
+                   json={"server_files": names, "image_quality": 75, "sorting_method": "predefined"})
+        assert r.status_code == 202, (r.status_code, r.text[:300])
+        _wait_ready(s, server.url, tid, len(files))
+    return _figures(ctx, sw.seconds, server)
+
+
 ratio("upload: syncd vs cvat-sdk (speed-up)", ("upload.cvat_sdk", "seconds"), ("upload.syncd", "seconds"),
       target=1.2)
 ratio("upload: syncd transfer vs raw POST ceiling (share of ceiling)", ("upload.ceiling", "seconds"),
@@ -258,3 +282,6 @@ ratio("upload: syncd end to end vs raw POST ceiling", ("upload.ceiling", "second
       note="includes selection, planning, task creation and fakecvat processing")
 ratio("zero-copy: syncd share_root vs cvat-sdk upload (speed-up)", ("upload.cvat_sdk", "seconds"),
       ("upload.zero_copy", "seconds"), target=5)
+ratio("zero-copy: syncd share_root vs fakecvat's own server_files floor (share of floor)",
+      ("upload.zero_copy_floor", "seconds"), ("upload.zero_copy", "seconds"),
+      note="floor: one server_files request of the same files, processed to ready, no client work")
