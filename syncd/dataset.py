@@ -24,6 +24,7 @@ import orjson
 from syncd import fingerprint
 from syncd.atomic import Staged, dumps_json, stage_bytes, write_bytes_atomic
 from syncd.errors import SampleFileError, SyncdError
+from syncd.fileio import read_to_end
 # IMAGE_EXTS .. content_hash are re-exported: callers (tests, bench, tools) use ``dataset.<name>``
 from syncd.media_metadata import (IMAGE_EXTS, MAX_IMAGE_PIXELS, MEDIA_EXTS, VIDEO_EXTS, compute_metadata,
                                   content_hash, media_ext)
@@ -302,12 +303,7 @@ def _read_unless_symlink(path: str) -> bytes | None:
             return None
         raise
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
-            chunks.append(chunk)
+        return read_to_end(fd)
     finally:
         os.close(fd)
 

@@ -16,6 +16,7 @@ import xxhash
 
 from syncd import fingerprint
 from syncd.errors import MediaError
+from syncd.fileio import read_to_end
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm"})
@@ -65,16 +66,31 @@ def hash_bytes(data) -> str:
     return HASH_PREFIX + xxhash.xxh3_128_hexdigest(data)
 
 
+# Files up to this size are read whole and hashed in one call (an image: ~12 us instead of ~24
+# for a 43 KB JPEG streamed through hashlib.file_digest); bigger ones (videos) are streamed.
+WHOLE_READ_BYTES = 16 * 1024 * 1024
+
+
 def hash_file(path) -> tuple[str, list[int] | None]:
-    """(content hash of a file's bytes, its stat fingerprint or None): the bytes streamed into
-    one reused buffer between two ``fstat``s (``syncd.fingerprint``)."""
+    """(content hash of a file's bytes, its stat fingerprint or None): the bytes read between
+    two ``fstat``s (``syncd.fingerprint``), whole or, for big files, streamed through one reused
+    buffer."""
     try:
-        with open(path, "rb") as f:
-            before = os.fstat(f.fileno())
-            digest = hash_value(hashlib.file_digest(f, new_hasher))
-            return digest, fingerprint.settled(before, os.fstat(f.fileno()))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        before = os.fstat(fd)
+        if before.st_size <= WHOLE_READ_BYTES:
+            digest = hash_bytes(read_to_end(fd, before.st_size))
+        else:
+            with open(fd, "rb", closefd=False) as f:
+                digest = hash_value(hashlib.file_digest(f, new_hasher))
+        return digest, fingerprint.settled(before, os.fstat(fd))
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def content_hash(path, *, legacy: bool = False) -> str:

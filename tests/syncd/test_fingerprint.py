@@ -3,7 +3,10 @@ later write apart (the racily-clean guard), never when the file changed while it
 import os
 import time
 
+import pytest
+
 from syncd import dataset, fingerprint
+from syncd.errors import MediaError
 from syncd.ops import hashing
 
 SECOND = 1_000_000_000
@@ -52,3 +55,19 @@ def test_background_hashing_records_what_it_read(tmp_path):
     got = hashing.collect(tmp_path, "k", ["a.jpg", "b.jpg"])
     assert got["a.jpg"][1] == fingerprint.of(os.stat(tmp_path / "a.jpg"))
     assert got["b.jpg"][1] is None and got["b.jpg"][0] == dataset.content_hash(tmp_path / "b.jpg")
+
+
+def test_small_files_read_whole_and_big_ones_streamed_hash_alike(tmp_path, monkeypatch):
+    import xxhash
+
+    from syncd import media_metadata
+    monkeypatch.setattr(media_metadata, "WHOLE_READ_BYTES", 4096)  # the streamed path, on small files
+    for size in (0, 1, 4096, 4097, 200_000):
+        data = os.urandom(size)
+        path = tmp_path / f"{size}.bin"
+        path.write_bytes(data)
+        expected = media_metadata.HASH_PREFIX + xxhash.xxh3_128_hexdigest(data)
+        assert media_metadata.hash_file(path)[0] == expected, size
+    (tmp_path / "dir.jpg").mkdir()
+    with pytest.raises(MediaError, match="dir.jpg: cannot read"):
+        media_metadata.hash_file(tmp_path / "dir.jpg")
