@@ -134,12 +134,13 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
             i = rels.index(rel)
             del rels[i], docs[i]
             frames.pop(rel)
+    videos = [rel for rel in videos if rel in frames]  # (those still planned)
     if not rels:
         reasons = "; ".join(f"{r}: {why}" for r, why in list(skipped.items())[:3])
         raise SyncdError(f"run '{key}': no usable samples to annotate ({reasons})")
     nonce = secrets.token_hex(4)
     batches = []
-    for index, group in enumerate(_batch(rels, task_size)):
+    for index, group in enumerate(_batch(rels, videos, task_size)):
         batches.append({"index": index, "name": f"syncd {key} #{index + 1} [{nonce}]", "samples": group,
                         "task_id": None, "state": "planned", "rq_id": None, "jobs": []})
     config = {
@@ -158,7 +159,7 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     # copy, nothing is read here), and for videos (big ones go by TUS, which does not hash),
     # they are taken in the background from here on. Either way they are recorded with each
     # batch's last write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
-    in_background = rels if share_root else [r for r in rels if is_video(r)]
+    in_background = rels if share_root else videos
     if in_background:
         hashing.start(root, key, in_background)
     try:
@@ -250,10 +251,11 @@ def _per_video(value, rel: str, n: int, name: str):
     return value
 
 
-def _batch(rels: list[str], task_size: int | None) -> list[list[str]]:
-    """Images share tasks of up to task_size; every video gets a task of its own."""
+def _batch(rels: list[str], videos: list[str], task_size: int | None) -> list[list[str]]:
+    """Images share tasks of up to task_size; every video (``videos``: those of ``rels``, in
+    order) gets a task of its own."""
+    is_video = set(videos).__contains__
     images = [r for r in rels if not is_video(r)]
-    videos = [r for r in rels if is_video(r)]
     size = task_size or len(images) or 1
     out = [images[i:i + size] for i in range(0, len(images), size)]
     return out + [[v] for v in videos]
