@@ -87,13 +87,18 @@ def add_client_files(store: Store, task: dict, media_dir, files: list[tuple[str,
 
 
 PROBE_THREADS = 4
+# Items go to the threads in a few chunks each, not one by one: a future per file (1000 per
+# upload) cost a Condition, a queue hand-off and a GIL hand-over each. One raw 1000-image POST
+# to ready, 8 runs x 3, alternated: medians 0.16-0.165 s one by one, 0.133-0.139 s in chunks.
+CHUNKS_PER_THREAD = 4
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
 def _in_parallel(fn, items) -> list:
     """``[fn(x) for x in items]`` in a few threads: saving and decoding images spend their time
-    in system calls and Pillow's C decoder, which release the GIL. The first error is raised.
+    in system calls and Pillow's C decoder, which release the GIL. The first error is raised
+    (the items after it in its chunk are not started).
     One pool for the process: requests handled side by side share its threads instead of
     each starting its own (8 batches in flight would be 32 decoding threads)."""
     global _pool
@@ -103,7 +108,9 @@ def _in_parallel(fn, items) -> list:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="fakecvat-media")
-    return list(_pool.map(fn, items))
+    size = -(-len(items) // (PROBE_THREADS * CHUNKS_PER_THREAD))
+    parts = _pool.map(lambda part: [fn(x) for x in part], [items[i:i + size] for i in range(0, len(items), size)])
+    return [y for part in parts for y in part]
 
 
 # ---- parameters ------------------------------------------------------------------------------
