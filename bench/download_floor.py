@@ -4,7 +4,8 @@ What ``download.syncd`` (``download.syncd_masks``) could not beat on this machin
 its code were: every job's annotations fetched as raw bytes (nothing parsed), and every file that
 load writes (sample files, mask PNGs) written with the very bytes syncd wrote, atomically and
 durably, the fastest way measured here: each old sample file read (a merge must), a temporary
-file per file, one ``syncfs`` for all of them, the renames, an fsync of each directory. The
+file beside it (a new file, such as a mask, at its own name, as syncd writes them), one
+``syncfs`` for all of them, the renames, an fsync of each directory. The
 bytes come from one syncd load of the same task, untimed, on the dataset itself; the timed writes
 go to a copy of the dataset's sample files as they were before that load. The share
 floor/syncd says how much of a load is syncd's own work: parsing, conversion, merging, run
@@ -12,7 +13,6 @@ records and its per-group durability (a crash loses at most one group's work).
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import time
 
@@ -34,7 +34,7 @@ def _files(root: str) -> dict[str, tuple[int, int]]:
 
 
 def what_a_load_writes(ctx, server, kind: str):
-    """Run syncd's load of a fresh drawn task once (untimed). Returns (tid, n shapes, the
+    """Run syncd's load of a fresh drawn task once (untimed). Returns (task ids, n shapes, the
     sample files as they were before: {rel: bytes}, what the load wrote: {rel: bytes})."""
     import syncd
     from syncd.runs import RunStore
@@ -48,17 +48,9 @@ def what_a_load_writes(ctx, server, kind: str):
     return tids, n, old, written
 
 
-def _syncfs(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
-            raise OSError(ctypes.get_errno(), "syncfs failed", path)
-    finally:
-        os.close(fd)
-
-
 def floor_load(session, url: str, tids: list[int], dest: str, written: dict[str, bytes]) -> dict:
     """The timed part: fetch, then write ``written`` under ``dest``. Returns its phases."""
+    from syncd.atomic import syncfs  # (imported by the untimed load before)
     t0 = time.perf_counter()
     for tid in tids:
         jobs = session.get(f"{url}/api/jobs", params={"task_id": tid, "page_size": "all"}).json()["results"]
@@ -67,23 +59,25 @@ def floor_load(session, url: str, tids: list[int], dest: str, written: dict[str,
             r.raise_for_status()
             assert r.content
     t1 = time.perf_counter()
-    temps = []
+    renames, directories = [], set()
     for rel, data in written.items():
         path = os.path.join(dest, rel)
+        directories.add(os.path.dirname(path))
         try:
             with open(path, "rb") as fh:
                 fh.read()
-        except FileNotFoundError:
+            target = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+            renames.append((target, path))
+        except FileNotFoundError:  # a new file (a mask) is written at its own name, as syncd does
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            target = path
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.write(fd, data)
         os.close(fd)
-        temps.append((tmp, path))
-    _syncfs(dest)
-    for tmp, path in temps:
+    syncfs(dest)
+    for tmp, path in renames:
         os.replace(tmp, path)
-    for directory in {os.path.dirname(path) for _, path in temps}:
+    for directory in directories:
         fd = os.open(directory, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)

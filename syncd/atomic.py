@@ -189,8 +189,7 @@ def sync_together(staged: list[Staged]) -> None:
     syncfs: it also writes whatever else is dirty on that filesystem, so callers use it for a
     batch (a group of samples), not per file. On kernels before 5.8 syncfs reports no
     writeback errors (fsync does)."""
-    syncfs = _syncfs()
-    if len(staged) < 2 or syncfs is None:
+    if len(staged) < 2 or _syncfs() is None:
         for item in staged:
             item.sync()
         return
@@ -198,14 +197,24 @@ def sync_together(staged: list[Staged]) -> None:
     for directory in {os.path.dirname(item.tmp) for item in staged}:
         by_device.setdefault(os.stat(directory).st_dev, directory)
     for directory in by_device.values():
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            if syncfs(fd) != 0:
-                import ctypes
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err), directory)
-        finally:
-            os.close(fd)
+        syncfs(directory)
+
+
+def syncfs(directory: str | os.PathLike) -> None:
+    """``syncfs(2)`` of the filesystem holding ``directory``: everything dirty on it is written
+    and flushed (Linux; elsewhere ``os.sync()``, which does it for every filesystem)."""
+    fn = _syncfs()
+    if fn is None:
+        os.sync()
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if fn(fd) != 0:
+            import ctypes
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), os.fspath(directory))
+    finally:
+        os.close(fd)
 
 
 @functools.cache

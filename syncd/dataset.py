@@ -273,7 +273,7 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
     path = os.path.join(root, rel_checked + SAMPLE_SUFFIX)
     try:
         data = _read_unless_symlink(path)
-        if data is None:  # a symlinked sample file: read only if it stays inside the root
+        if data is None:  # a symlinked sample file: read only if it leads inside the root
             path = _sample_path_str(root, rel_checked)
             with open(path, "rb") as f:
                 data = f.read()
@@ -288,18 +288,21 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
     return doc
 
 
-_NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", None)
 
 
 def _read_unless_symlink(path: str) -> bytes | None:
-    """The file's bytes, or None if it is a symlink (``O_NOFOLLOW``). Reading every sample file
-    of a dataset (``annotate`` by tag), an ``lstat`` beforehand and Python's buffered file object
-    were ~5 of the ~15 us a sample file took; the directories above were checked by ``safe_rel``.
+    """The file's bytes, or None if it is a symlink (``O_NOFOLLOW``) or the system cannot tell
+    while opening: then the caller checks where it leads first. Reading every sample file of a
+    dataset (``annotate`` by tag), an ``lstat`` beforehand and Python's buffered file object were
+    ~5 of the ~15 us a sample file took; the directories above were checked by ``safe_rel``.
     OSError as ``open`` raises it (FileNotFoundError...)."""
+    if _NOFOLLOW is None:
+        return None
     try:
-        fd = os.open(path, _NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        if exc.errno == errno.ELOOP and _NOFOLLOW != os.O_RDONLY | getattr(os, "O_CLOEXEC", 0):
+        if exc.errno == errno.ELOOP:
             return None
         raise
     try:

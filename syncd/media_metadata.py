@@ -77,20 +77,18 @@ def hash_file(path) -> tuple[str, list[int] | None]:
     buffer."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            before = os.fstat(fd)
+            if before.st_size <= WHOLE_READ_BYTES:
+                digest = hash_bytes(read_to_end(fd, before.st_size))
+            else:
+                with open(fd, "rb", closefd=False) as f:
+                    digest = hash_value(hashlib.file_digest(f, new_hasher))
+            return digest, fingerprint.settled(before, os.fstat(fd))
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        before = os.fstat(fd)
-        if before.st_size <= WHOLE_READ_BYTES:
-            digest = hash_bytes(read_to_end(fd, before.st_size))
-        else:
-            with open(fd, "rb", closefd=False) as f:
-                digest = hash_value(hashlib.file_digest(f, new_hasher))
-        return digest, fingerprint.settled(before, os.fstat(fd))
-    except OSError as exc:
-        raise MediaError(f"{path}: cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
 
 
 def content_hash(path, *, legacy: bool = False) -> str:

@@ -254,8 +254,8 @@ def _per_video(value, rel: str, n: int, name: str):
 def _batch(rels: list[str], videos: list[str], task_size: int | None) -> list[list[str]]:
     """Images share tasks of up to task_size; every video (``videos``: those of ``rels``, in
     order) gets a task of its own."""
-    is_video = set(videos).__contains__
-    images = [r for r in rels if not is_video(r)]
+    video_set = set(videos)
+    images = [r for r in rels if r not in video_set]
     size = task_size or len(images) or 1
     out = [images[i:i + size] for i in range(0, len(images), size)]
     return out + [[v] for v in videos]

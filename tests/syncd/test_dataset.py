@@ -367,7 +367,10 @@ def test_image_metadata_sized_as_fiftyone_sizes_photos_taken_sideways(tmp_path, 
     assert (meta["width"], meta["height"]) == size  # (tests/fiftyone checks FiftyOne agrees)
 
 
-def test_read_sample_follows_a_symlinked_sample_file_only_inside_the_root(tmp_path):
+@pytest.mark.parametrize("nofollow", [True, False], ids=["O_NOFOLLOW", "no-O_NOFOLLOW"])
+def test_read_sample_follows_a_symlinked_sample_file_only_inside_the_root(tmp_path, monkeypatch, nofollow):
+    if not nofollow:  # a system without O_NOFOLLOW: the sample file is checked before it is opened
+        monkeypatch.setattr(dataset, "_NOFOLLOW", None)
     root = tmp_path / "root"
     root.mkdir()
     outside = tmp_path / "secret.json"
