@@ -71,3 +71,4 @@ def test_small_files_read_whole_and_big_ones_streamed_hash_alike(tmp_path, monke
     (tmp_path / "dir.jpg").mkdir()
     with pytest.raises(MediaError, match="dir.jpg: cannot read"):
         media_metadata.hash_file(tmp_path / "dir.jpg")
+
