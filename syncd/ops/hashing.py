@@ -7,8 +7,8 @@ unchanged (``syncd.fingerprint``). Hashing 1000 640x480 JPEGs (~43 MB) is ~2 ms 
 reading them. Where the files are uploaded, the upload hashes the very bytes it sends
 (``MultipartStream``), so nothing is read twice: those digests reach ``collect`` as ``sent``.
 Where nothing is read by syncd (zero copy: CVAT reads the share), and for videos (a big
-one goes by TUS, whose chunks are not hashed), ``plan_run`` starts the hashing in background
-threads (``start``). Either way each batch, when it is recorded as
+one goes by TUS, whose chunks are not hashed), ``plan_run`` starts the hashing in a background
+thread (``start``, ``THREADS``). Either way each batch, when it is recorded as
 "annotating", takes its hashes (``collect``) into that same record write.
 
 (Background hashing for every run, when it was sha256, cost ~15 % of a 1000-image upload: its
