@@ -76,7 +76,7 @@ def _select(root, samples: Iterable[str] | None, tag: str | None) -> tuple[list[
     chosen, docs = [], {}
     for rel in dataset.discover(root):
         try:
-            doc = dataset.read_sample(root, rel, create=False)
+            doc = dataset.read_discovered(root, rel)
         except Exception:
             continue
         if tag in (doc.get("tags") or []):

@@ -267,48 +267,62 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
     """Parse the sample file of ``rel``.
 
     Missing file: a fresh sample dict when ``create`` (not written), else SampleFileError.
-    Unparsable or non-object JSON: SampleFileError; the file is left untouched.
+    Unparsable or non-object JSON, or not a regular file: SampleFileError; the file is left
+    untouched.
     """
     rel_checked = safe_rel(root, rel)
-    path = os.path.join(root, rel_checked + SAMPLE_SUFFIX)
     try:
-        data = _read_unless_symlink(path)
-        if data is None:  # a symlinked sample file: read only if it leads inside the root
-            path = _sample_path_str(root, rel_checked)
-            with open(path, "rb") as f:
-                data = f.read()
+        return _read_checked(root, rel_checked)
     except FileNotFoundError:
         if not create:
-            raise SampleFileError(f"{path}: no sample file") from None
+            raise SampleFileError(f"{_sample_path_str(root, rel_checked)}: no sample file") from None
         return new_sample(root, rel)
+
+
+def read_discovered(root, rel: str) -> dict:
+    """``read_sample(root, rel, create=False)`` for a media path ``discover`` yielded (or one
+    checked like it): its directories lie inside the root, so ``safe_rel``'s checks are not
+    made again (they were ~60 % of the daemon's cold pass over 100k samples); the sample file
+    itself is still refused if it leads out of the root."""
+    try:
+        return _read_checked(root, rel)
+    except FileNotFoundError:
+        raise SampleFileError(f"{os.path.join(root, rel + SAMPLE_SUFFIX)}: no sample file") from None
+
+
+# O_NOFOLLOW: a symlinked sample file fails to open (ELOOP) and then gets the full check of where
+# it leads; O_NONBLOCK: a FIFO by that name cannot block the reader (no effect on files).
+_OPEN_SAMPLE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_checked(root, rel_checked: str) -> dict:
+    """The parsed sample file of a media path whose directories are known to lie inside the root.
+    FileNotFoundError if there is none; SampleFileError for anything else wrong with it. One open
+    and one read: an ``lstat`` beforehand and Python's buffered file object were ~5 of the ~15 us
+    a sample file took (``annotate`` by tag reads every sample file of the root)."""
+    path = os.path.join(root, rel_checked + SAMPLE_SUFFIX)
+    try:
+        try:
+            fd = os.open(path, _OPEN_SAMPLE)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            path = _sample_path_str(root, rel_checked)  # a symlink: refused if it leads out
+            fd = os.open(path, _OPEN_SAMPLE & ~os.O_NOFOLLOW)
+        try:
+            # a directory (or device...) by that name costs this sample, not a traceback
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SampleFileError(f"{path}: cannot read sample file: not a regular file")
+            data = read_to_end(fd)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise SampleFileError(f"{path}: cannot read sample file: {exc.strerror}") from None
     doc = _parse_sample(path, data)
     check_sample(path, doc)  # wrong types / NaN / out-of-image boxes: refused here, in one line
     return doc
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", None)
-
-
-def _read_unless_symlink(path: str) -> bytes | None:
-    """The file's bytes, or None if it is a symlink (``O_NOFOLLOW``) or the system cannot tell
-    while opening: then the caller checks where it leads first. Reading every sample file of a
-    dataset (``annotate`` by tag), an ``lstat`` beforehand and Python's buffered file object were
-    ~5 of the ~15 us a sample file took; the directories above were checked by ``safe_rel``.
-    OSError as ``open`` raises it (FileNotFoundError...)."""
-    if _NOFOLLOW is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None
-        raise
-    try:
-        return read_to_end(fd)
-    finally:
-        os.close(fd)
 
 
 def _snapshot(path: Path) -> tuple | None:

@@ -22,14 +22,11 @@ costs at most a rescan interval. Without ``incremental``, every pass walks the w
 """
 from __future__ import annotations
 
-import errno
 import os
 import re
-import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable
 
 import syncd.atomic as atomic
@@ -39,7 +36,6 @@ import syncd.ops as ops
 from syncd.errors import MediaError, SampleFileError
 from syncd.run_driver import RunDriver, call_ops
 from syncd.runs import RunStore
-from syncd.sample_check import check_sample
 from syncd.sample_index import SampleIndex, SampleInfo, tag_set
 from syncd.watch import StableFiles
 
@@ -218,35 +214,6 @@ class Reconciler:
             return real.startswith(root + os.sep)
         return True
 
-    def _read_sample(self, rel: str, path: str) -> dict:
-        """``dataset.read_sample`` for a media path that came from ``discover`` (or was checked
-        like it): its directories are known to lie inside the root, so only the sample file
-        itself can lead out, and O_NOFOLLOW catches that (a symlinked one gets the full check).
-        Profiled: the realpath checks were 60% of a cold pass over 100k samples."""
-        try:
-            # O_NONBLOCK: a FIFO by that name must not block the pass (no effect on files)
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return dataset.read_sample(self.root, rel, create=False)
-            if exc.errno == errno.ENOENT:
-                raise SampleFileError(f"{path}: no sample file") from None
-            raise SampleFileError(f"{path}: cannot read sample file: {exc.strerror}") from None
-        # A directory (or other non-file) by that name costs this sample, not the whole pass;
-        # the descriptor is closed whatever happens (the daemon runs for months).
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise SampleFileError(f"{path}: cannot read sample file: not a regular file")
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read()
-        except OSError as exc:
-            raise SampleFileError(f"{path}: cannot read sample file: {exc.strerror}") from None
-        finally:
-            os.close(fd)
-        doc = dataset._parse_sample(Path(path), data)
-        check_sample(Path(path), doc)
-        return doc
-
     def _look(self, rel: str) -> SampleInfo | None:
         """The sample-file state of media ``rel`` (cached while the file's signature holds);
         None when it cannot even be stat'ed (reported)."""
@@ -263,7 +230,7 @@ class Reconciler:
         if old is not None and old.sig == sig:
             return old
         try:
-            sample = self._read_sample(rel, path)
+            sample = dataset.read_discovered(self.root, rel)
             tags = sample.get("tags") or []
             if not isinstance(tags, list):
                 raise SampleFileError(f"{path}: 'tags' is not a list")

@@ -367,10 +367,9 @@ def test_image_metadata_sized_as_fiftyone_sizes_photos_taken_sideways(tmp_path, 
     assert (meta["width"], meta["height"]) == size  # (tests/fiftyone checks FiftyOne agrees)
 
 
-@pytest.mark.parametrize("nofollow", [True, False], ids=["O_NOFOLLOW", "no-O_NOFOLLOW"])
-def test_read_sample_follows_a_symlinked_sample_file_only_inside_the_root(tmp_path, monkeypatch, nofollow):
-    if not nofollow:  # a system without O_NOFOLLOW: the sample file is checked before it is opened
-        monkeypatch.setattr(dataset, "_NOFOLLOW", None)
+@pytest.mark.parametrize("read", [lambda root, rel: dataset.read_sample(root, rel, create=False),
+                                  dataset.read_discovered], ids=["read_sample", "read_discovered"])
+def test_a_sample_file_is_read_through_a_symlink_only_inside_the_root_and_only_if_a_file(tmp_path, read):
     root = tmp_path / "root"
     root.mkdir()
     outside = tmp_path / "secret.json"
@@ -379,13 +378,15 @@ def test_read_sample_follows_a_symlinked_sample_file_only_inside_the_root(tmp_pa
     (root / "in.jpg.json").symlink_to(root / "kept.json")
     (root / "out.jpg.json").symlink_to(outside)
     (root / "dir.jpg.json").mkdir()
-    assert dataset.read_sample(root, "in.jpg")["tags"] == ["inside"]
+    os.mkfifo(root / "fifo.jpg.json")  # nobody writes to it: opening it for reading must not block
+    assert read(root, "in.jpg")["tags"] == ["inside"]
     with pytest.raises(SampleFileError, match="outside the dataset root"):
-        dataset.read_sample(root, "out.jpg")
-    with pytest.raises(SampleFileError, match="dir.jpg.json: cannot read sample file"):
-        dataset.read_sample(root, "dir.jpg")
-    with pytest.raises(SampleFileError, match="no sample file"):
-        dataset.read_sample(root, "none.jpg", create=False)
+        read(root, "out.jpg")
+    for name in ("dir.jpg", "fifo.jpg"):
+        with pytest.raises(SampleFileError, match=f"{name}.json: cannot read sample file: not a regular file"):
+            read(root, name)
+    with pytest.raises(SampleFileError, match="none.jpg.json: no sample file"):
+        read(root, "none.jpg")
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", ".mp4", "..mp4", "a.", "a..b", "A.MP4", "d.x/file",
