@@ -275,7 +275,7 @@ def read_sample(root, rel, *, create: bool = True) -> dict:
         return _read_checked(root, rel_checked)
     except FileNotFoundError:
         if not create:
-            raise SampleFileError(f"{_sample_path_str(root, rel_checked)}: no sample file") from None
+            raise SampleFileError(f"{os.path.join(root, rel_checked + SAMPLE_SUFFIX)}: no sample file") from None
         return new_sample(root, rel)
 
 
