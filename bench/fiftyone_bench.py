@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 from .core import benchmark, env_with_pythonpath, ratio
-from .upload import image_files, n_images, total_bytes
+from .upload import UPLOAD_FLOOR_NOTE, image_files, n_images, total_bytes
 
 
 def run_fiftyone(ctx, mode: str) -> dict:
@@ -87,7 +87,7 @@ ratio("load masks: syncd load_annotations vs FiftyOne load_annotations() (speed-
 # The most any client reaches against FiftyOne on this machine, from the floors of the same run.
 ratio("bound: FiftyOne annotate() vs fakecvat's upload floor (most any client reaches)",
       ("upload.fiftyone", "seconds"), ("upload.fakecvat_ready", "seconds"),
-      note="floor: one raw multipart POST of the same 1000 JPEGs, processed to ready, no client work")
+      note=UPLOAD_FLOOR_NOTE)
 ratio("bound: FiftyOne load_annotations() vs the load I/O floor (most a sample-file client reaches)",
       ("download.fiftyone", "seconds"), ("download.floor", "seconds"),
       note="floor: the same annotations fetched raw and syncd's files written durably, nothing else")

@@ -272,11 +272,14 @@ def upload_zero_copy_floor(ctx):
     return _figures(ctx, sw.seconds, server)
 
 
+# what upload.fakecvat_ready is, for the bound ratios over it (here and in fiftyone_bench)
+UPLOAD_FLOOR_NOTE = "floor: one raw multipart POST of the same 1000 JPEGs, processed to ready, no client work"
+
 ratio("upload: syncd vs cvat-sdk (speed-up)", ("upload.cvat_sdk", "seconds"), ("upload.syncd", "seconds"),
       target=1.2)
 ratio("bound: cvat-sdk upload vs fakecvat's upload floor (most any client reaches)",
       ("upload.cvat_sdk", "seconds"), ("upload.fakecvat_ready", "seconds"),
-      note="floor: one raw multipart POST of the same 1000 JPEGs, processed to ready, no client work")
+      note=UPLOAD_FLOOR_NOTE)
 ratio("upload: syncd transfer vs raw POST ceiling (share of ceiling)", ("upload.ceiling", "seconds"),
       ("upload.syncd_transfer", "seconds"), target=0.8,
       note="client-side efficiency: the same bytes in one POST to the same do-nothing server, "
