@@ -311,9 +311,10 @@ def _read_checked(root, rel_checked: str) -> dict:
             fd = os.open(path, _OPEN_SAMPLE & ~os.O_NOFOLLOW)
         try:
             # a directory (or device...) by that name costs this sample, not a traceback
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise SampleFileError(f"{path}: cannot read sample file: not a regular file")
-            data = read_to_end(fd)
+            data = read_to_end(fd, st.st_size)  # one read, however big (a video's frames)
         finally:
             os.close(fd)
     except FileNotFoundError:
