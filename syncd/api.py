@@ -118,8 +118,7 @@ def resume(root, key: str, *, url: str | None = None, client: CVATClient | None 
     run = store.get(key)
     with _connected(url or run["config"].get("url"), client, run["config"].get("organization")) as cvat:
         with _explained(cvat, f"; run '{key}' is recorded: finish it with `syncd annotate {root} {key} --resume`"):
-            ops.upload_run(cvat, root, key, store=store, progress=progress)
-        run = store.get(key)
+            run = ops.upload_run(cvat, root, key, store=store, progress=progress)
         tasks = [b["task_id"] for b in run["batches"]]
         result = {"key": key, "tasks": tasks, "jobs": {b["task_id"]: b["jobs"] for b in run["batches"]},
                   "editor_url": cvat.editor_url(tasks[0]) if tasks else None, "skipped": run.get("skipped", {})}

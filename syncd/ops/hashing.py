@@ -6,9 +6,10 @@ it the file's stat fingerprint, which spares loading from reading the file again
 unchanged (``syncd.fingerprint``). Hashing 1000 640x480 JPEGs (~43 MB) is ~2 ms of CPU plus
 reading them. Where the files are uploaded, the upload hashes the very bytes it sends
 (``MultipartStream``), so nothing is read twice: those digests reach ``collect`` as ``sent``.
-Where nothing is read by syncd (zero copy: CVAT reads the share), and for videos (a big
-one goes by TUS, whose chunks are not hashed), ``plan_run`` starts the hashing in a background
-thread (``start``, ``THREADS``). Either way each batch, when it is recorded as
+Where nothing is read by syncd (zero copy: CVAT reads the share), each batch's media are hashed
+in a background thread while CVAT takes them (``start``, ``THREADS``, called by
+``upload._send_data``); videos uploaded by TUS (whose chunks are not hashed) are hashed in the
+background from the moment ``plan_run`` records the run. Either way each batch, when it is recorded as
 "annotating", takes its hashes (``collect``) into that same record write.
 
 (Background hashing for every run, when it was sha256, cost ~15 % of a 1000-image upload: its
@@ -52,7 +53,8 @@ def _job_key(root, key: str) -> tuple[str, str]:
 
 
 def start(root, key: str, rels: list[str]) -> None:
-    """Begin hashing the run's media in the background (replacing any earlier job of the key)."""
+    """Begin hashing media of the run in the background (added to any job of the key not yet
+    collected: each batch of a zero-copy run starts its own as it is sent)."""
     if not rels:
         return
     # Chunks, not one task per file: submitting 1000 tasks to busy threads cost ~60 ms of
@@ -66,7 +68,7 @@ def start(root, key: str, rels: list[str]) -> None:
         futures.update(dict.fromkeys(chunk, future))
     pool.shutdown(wait=False)  # the threads end once the queue is done
     with _lock:
-        _jobs[_job_key(root, key)] = futures
+        _jobs.setdefault(_job_key(root, key), {}).update(futures)
 
 
 CHUNK = 64

@@ -17,7 +17,7 @@ from ..runs import RunStore
 from ..schema import SchemaError, build_schema
 from . import hashing
 from .common import as_list, is_video
-from .upload import note_planned
+from .upload import note_planned, share_names
 
 log = logging.getLogger("syncd.ops")
 
@@ -155,11 +155,12 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     # Which samples already carry labels of the run's fields: only those are read again and
     # exported at upload (a run of new, unlabelled samples skips that pass entirely).
     labelled = [rel for rel, doc in zip(rels, docs) if _carries_labels(doc, schema)]
-    # Media hashes: an upload's multipart stream hashes the bytes it sends; with a share (zero
-    # copy, nothing is read here), and for videos (big ones go by TUS, which does not hash),
-    # they are taken in the background from here on. Either way they are recorded with each
-    # batch's last write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
-    in_background = rels if share_root else videos
+    # Media hashes: an upload's multipart stream hashes the bytes it sends. Videos uploaded by
+    # TUS (which does not hash) are hashed in the background from here on; with zero copy
+    # (nothing is read here, CVAT reads the share) each batch's media are hashed while CVAT
+    # takes them (``upload._send_data``). Either way they are recorded with each batch's last
+    # write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
+    in_background = [] if share_names(root, [], share_root) is not None else videos
     if in_background:
         hashing.start(root, key, in_background)
     try:

@@ -25,20 +25,34 @@ def advance_upload(client, root, key: str, *, store: RunStore | None = None, pro
     Returns True once the run is annotating (or further). Safe to call again after a crash at
     any point: every state is re-checked against CVAT before acting.
     """
+    return _advance(client, root, key, store or RunStore(root), progress) is not None
+
+
+def upload_run(client, root, key: str, *, store: RunStore | None = None, progress=None, max_steps: int = 100000) -> dict:
+    """Drive ``advance_upload`` to the end (the one-shot ``annotate``); the run's record then."""
     store = store or RunStore(root)
+    for _ in range(max_steps):
+        run = _advance(client, root, key, store, progress)
+        if run is not None:
+            return run
+    raise RunError(f"run '{key}': upload did not converge")
+
+
+def _advance(client, root, key: str, store: RunStore, progress) -> dict | None:
+    """``advance_upload``'s step: the run's record once it is annotating (or further), else None."""
     run = store.get(key)
     if run["status"] not in ("planned", "uploading"):
-        return True
+        return run
     if run["config"].get("project_name") or run["config"].get("project_id"):
         if run["status"] == "planned":
             run = store.update(key, status="uploading")
         if not run.get("project"):
             _ensure_project(client, store, run)
-            return False
+            return None
     for batch in run["batches"]:
         if batch["state"] != "annotating":
             try:
-                _advance_batch(client, root, store, run, batch, progress)
+                written = _advance_batch(client, root, store, run, batch, progress)
             except BaseException:
                 # An attempt was made: say so (a fresh batch writes its first record only
                 # once its task exists, to save a write on the way that works).
@@ -48,18 +62,9 @@ def advance_upload(client, root, key: str, *, store: RunStore | None = None, pro
                     except Exception:  # the original failure matters more
                         log.exception("run '%s': could not record the upload attempt", key)
                 raise
-            return False
-    store.update(key, status="annotating")
-    return True
-
-
-def upload_run(client, root, key: str, *, store: RunStore | None = None, progress=None, max_steps: int = 100000) -> dict:
-    """Drive ``advance_upload`` to the end (the one-shot ``annotate``)."""
-    store = store or RunStore(root)
-    for _ in range(max_steps):
-        if advance_upload(client, root, key, store=store, progress=progress):
-            return store.get(key)
-    raise RunError(f"run '{key}': upload did not converge")
+            # the last batch's final write also recorded the run as annotating: no re-read
+            return written if written and written["status"] not in ("planned", "uploading") else None
+    return store.update(key, status="annotating")
 
 
 def _ensure_project(client, store: RunStore, run: dict) -> None:
@@ -81,7 +86,7 @@ def _ensure_project(client, store: RunStore, run: dict) -> None:
     store.update(run["key"], project={"id": project["id"], "created": created})
 
 
-def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progress) -> None:
+def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progress) -> dict | None:
     """One batch from wherever it is to "annotating".
 
     Each record write below is a fact a crash must not lose, and nothing more (each one
@@ -118,8 +123,8 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
             _write(store, key, i, {"task_id": task["id"], "state": "created"}, status="uploading")
             return
         try:
-            _finish_batch(client, root, store, run, dict(batch, task_id=task["id"]), "uploading",
-                          progress, fresh=True)
+            return _finish_batch(client, root, store, run, dict(batch, task_id=task["id"]), "uploading",
+                                 progress, fresh=True)
         except BaseException:
             try:  # a retry then need not search for the task
                 _record_task(store, key, i, task["id"])
@@ -128,7 +133,8 @@ def _advance_batch(client, root, store: RunStore, run: dict, batch: dict, progre
             raise
         return
     if state in ("created", "uploading", "ready"):
-        _finish_batch(client, root, store, run, batch, state, progress, fresh=False)
+        return _finish_batch(client, root, store, run, batch, state, progress, fresh=False)
+    return None
 
 
 def _record_task(store: RunStore, key: str, index: int, tid: int) -> None:
@@ -143,8 +149,9 @@ def _record_task(store: RunStore, key: str, index: int, tid: int) -> None:
 
 
 def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: str, progress, *,
-                  fresh: bool) -> None:
-    """A batch whose task exists (``batch["task_id"]``): data, existing labels, assignees."""
+                  fresh: bool) -> dict:
+    """A batch whose task exists (``batch["task_id"]``): data, existing labels, assignees.
+    Returns the run's record as last written."""
     key, i, cfg, tid = run["key"], batch["index"], run["config"], batch["task_id"]
     jobs = None
     digests: dict[str, tuple] = {}  # (content hash, fingerprint) of the media as this call sent them
@@ -154,19 +161,17 @@ def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: 
             task = client.get_task(tid)
             jobs = jobs_of(client, tid) if task.get("size", 0) > 0 else []
             if jobs:
-                _write(store, key, i, {"state": "ready"})
-                return
+                return _write(store, key, i, {"state": "ready"})
             if state == "uploading" and batch.get("rq_id"):
                 try:
                     jobs = _wait_data(client, tid, batch["rq_id"])
-                    _write(store, key, i, {"state": "ready"})
-                    return
+                    return _write(store, key, i, {"state": "ready"})
                 except CVATError as e:
                     if "failed" in str(e).lower():
                         raise
             if state == "created":
                 _write(store, key, i, {"state": "uploading", "rq_id": None})
-        rq_id = _send_data(client, root, cfg, batch, progress, digests)
+        rq_id = _send_data(client, root, key, cfg, batch, progress, digests)
         # No write of rq_id: a crash while CVAT processes is recovered like any other
         # "uploading" batch (the task has its data, or a second attach is refused and we wait).
         jobs = _wait_data(client, tid, rq_id)
@@ -179,9 +184,9 @@ def _finish_batch(client, root, store: RunStore, run: dict, batch: dict, state: 
     _assign_jobs(client, cfg, jobs, batch)
     last = all(b["state"] == "annotating" for b in run["batches"] if b["index"] != i)
     hashes = hashing.collect(root, key, batch["samples"], run.get("hashes"), sent=digests)
-    _write(store, key, i, {"task_id": tid, "state": "annotating", "jobs": [j["id"] for j in jobs],
-                           "labels_sent": True},
-           hashes=hashes, status="annotating" if last else "uploading")
+    return _write(store, key, i, {"task_id": tid, "state": "annotating", "jobs": [j["id"] for j in jobs],
+                                  "labels_sent": True},
+                  hashes=hashes, status="annotating" if last else "uploading")
 
 
 _fresh: set[tuple] = set()
@@ -210,7 +215,7 @@ def _fresh_key(root, run: dict, index: int) -> tuple:
 
 def _write(store: RunStore, key: str, index: int, fields: dict, *, hashes: dict | None = None, **top) -> dict:
     """One record write: fields of batch ``index``, media ``hashes`` to add ({rel: (content hash,
-    stat fingerprint or None)}), and top-level ``top`` fields; returns the batch as written."""
+    stat fingerprint or None)}), and top-level ``top`` fields; returns the run's record as written."""
     def change(rec):
         rec["batches"][index].update(fields)
         if hashes:
@@ -222,18 +227,23 @@ def _write(store: RunStore, key: str, index: int, fields: dict, *, hashes: dict 
                 else:
                     stats.pop(rel, None)
         rec.update(top)
-    return store.modify(key, change)["batches"][index]
+    return store.modify(key, change)
 
 
-def _send_data(client, root, cfg: dict, batch: dict, progress, digests: dict) -> str | None:
+def _send_data(client, root, key: str, cfg: dict, batch: dict, progress, digests: dict) -> str | None:
     """Attach the batch's media to its task (share names or the files); the request id.
-    ``digests`` receives {sample path: (content hash, stat fingerprint)} of the files as they were sent."""
+    ``digests`` receives {sample path: (content hash, stat fingerprint)} of the files as they were sent.
+    With share names, the media are hashed in the background meanwhile."""
     tid = batch["task_id"]
-    names = _share_names(root, batch["samples"], cfg.get("share_root"))
+    names = share_names(root, batch["samples"], cfg.get("share_root"))
     files = [os.path.join(root, rel) for rel in batch["samples"]]
     sent: dict = {}
     try:
         if names is not None:
+            # While CVAT reads them from its share: the hashing thread then takes the CPU this
+            # process's main thread leaves idle while it waits, instead of contending with
+            # planning (zero copy of 1000 JPEGs: ~4 ms sooner, with the record read once less).
+            hashing.start(root, key, batch["samples"])
             return client.upload_data(tid, [], server_files=names, image_quality=cfg.get("image_quality") or 75)
         return client.upload_data(tid, files, image_quality=cfg.get("image_quality") or 75,
                                   progress=progress, digests=sent, **_frame_params(cfg, batch))
@@ -269,7 +279,7 @@ def _frame_params(cfg: dict, batch: dict) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _share_names(root, rels: list[str], share_root: str | None) -> list[str] | None:
+def share_names(root, rels: list[str], share_root: str | None) -> list[str] | None:
     """The samples' paths relative to the share (CVAT's ``server_files``), or None when there
     is no share or the dataset root is not below it (then the files are uploaded).
 

@@ -163,6 +163,36 @@ def test_share_files_are_sized_from_headers_in_place(tmp_path, fakecvat_factory)
     assert RunStore(root).get("r1")["hashes"] == {n: content_hash(root / n) for n in names}
 
 
+def test_zero_copy_hashes_each_batch_while_cvat_takes_it(tmp_path, fakecvat_factory):
+    """Planning a zero-copy run starts no hashing (it would contend with planning); each batch's
+    media are hashed while its share names are sent, every batch's hashes are recorded."""
+    share = tmp_path / "share"
+    root = share / "ds"
+    root.mkdir(parents=True)
+    names = [f"s{i}.jpg" for i in range(5)]
+    make_images(root, names)
+    server = fakecvat_factory(share_dir=share)
+    syncd.ops.plan_run(root, "planned", names, url=server.url, share_root=str(share), **OPTS)
+    assert not hashing._jobs.get(hashing._job_key(root, "planned"))
+    with CVATClient(server.url, username="admin", password="admin") as c:
+        result = syncd.annotate(root, "r1", names, client=c, share_root=str(share), task_size=2, **OPTS)
+    assert len(result["tasks"]) == 3
+    run = RunStore(root).get("r1")
+    assert run["hashes"] == {n: content_hash(root / n) for n in names}
+    assert all(b["state"] == "annotating" for b in run["batches"]) and run["status"] == "annotating"
+    assert not hashing._jobs.get(hashing._job_key(root, "r1"))   # every batch's job collected
+
+
+def test_a_second_start_adds_to_the_jobs_not_yet_collected(tmp_path):
+    make_images(tmp_path, ["a.jpg", "b.jpg"])
+    hashing.start(tmp_path, "r1", ["a.jpg"])
+    hashing.start(tmp_path, "r1", ["b.jpg"])
+    assert set(hashing._jobs[hashing._job_key(tmp_path, "r1")]) == {"a.jpg", "b.jpg"}
+    got = hashing.collect(tmp_path, "r1", ["a.jpg", "b.jpg"])
+    assert {n: h[0] for n, h in got.items()} == {n: content_hash(tmp_path / n) for n in ("a.jpg", "b.jpg")}
+    assert hashing._job_key(tmp_path, "r1") not in hashing._jobs
+
+
 @pytest.mark.parametrize("rule", [
     {"latency": 0.3, "status": None},                  # slow, as on a real CVAT (PBKDF2)
     {"status": 503, "retry_after": 0, "times": 1},     # the early attempt refused
