@@ -209,7 +209,7 @@ def _check_sample(root, rel: str, doc: dict | None = None, *, full: bool = True)
         if st is None or not stat.S_ISREG(st.st_mode):
             raise MediaError(f"{media}: no such media file")
         if doc is None:
-            doc = dataset.read_sample(root, rel)
+            doc = dataset.read_safe(root, rel)  # (rel: safe_rel's answer, above)
         if is_video(rel) or not _metadata_matches(doc.get("metadata"), st) or not os.access(media, os.R_OK):
             if not full:
                 return rel, doc, None
