@@ -160,9 +160,9 @@ def plan_run(root, key: str, samples: Iterable[str], *, rule_name: str | None = 
     # (nothing is read here, CVAT reads the share) each batch's media are hashed while CVAT
     # takes them (``upload._send_data``). Either way they are recorded with each batch's last
     # write (hashing 43 MB here delayed the first CVAT call by ~0.1 s).
-    in_background = [] if share_names(root, [], share_root) is not None else videos
-    if in_background:
-        hashing.start(root, key, in_background)
+    zero_copy = share_names(root, [], share_root) is not None
+    if videos and not zero_copy:
+        hashing.start(root, key, videos)
     try:
         run = store.create(key, config, status="planned", project=None, batches=batches, sent={},
                            hashes={}, merged=[], flagged={}, skipped=skipped, samples=rels,
