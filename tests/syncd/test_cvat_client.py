@@ -27,6 +27,59 @@ def fault_hits(server) -> list[int]:
     return [rule["hits"] for rule in requests.get(server.url + "/_fakecvat/faults").json()["rules"]]
 
 
+# ---- the environment: proxies ---------------------------------------------------------------------
+
+class _RecordingProxy:
+    """A forward proxy that answers every request itself (a CVAT "about"), recording its target."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.path)  # a proxied request names the absolute URL
+                body = b'{"name": "Computer Vision Annotation Tool", "version": "2.52.0"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_proxy_variables_of_the_environment_are_honoured(monkeypatch):
+    """The proxy environment is read once per client (not before every request), and still used:
+    HTTP_PROXY routes the client's requests, NO_PROXY exempts a host."""
+    proxy = _RecordingProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with CVATClient("http://cvat.invalid:8080", token="t", retries=0) as cvat:
+            assert cvat.request("GET", "/api/server/about").json()["version"] == "2.52.0"
+        assert proxy.seen == ["http://cvat.invalid:8080/api/server/about"]
+        monkeypatch.setenv("NO_PROXY", "cvat.invalid")
+        with CVATClient("http://cvat.invalid:8080", token="t", retries=0) as cvat:
+            with pytest.raises(CVATError):  # straight to a host that does not exist
+                cvat.request("GET", "/api/server/about")
+        assert len(proxy.seen) == 1
+    finally:
+        proxy.close()
+
+
 # ---- authentication ------------------------------------------------------------------------------
 
 def test_session_login_allows_writes_with_csrf(fakecvat):
