@@ -22,12 +22,14 @@ import subprocess
 import sys
 
 from .core import benchmark, env_with_pythonpath, ratio
-from .upload import UPLOAD_FLOOR_NOTE, image_files, n_images, total_bytes
+from .upload import UPLOAD_FLOOR_NOTE, image_files, n_images, total_bytes, warm
 
 
 def run_fiftyone(ctx, mode: str) -> dict:
     """One ``bench.fo_worker`` run against this worker's fakecvat; its figures plus its RSS."""
     server = ctx.fakecvat()
+    if mode == "upload":
+        warm(ctx, server)  # as for syncd's and the SDK's uploads (bench/upload.py)
     n = n_images(ctx)
     out = ctx.tmpdir("fo") / "result.json"
     env = env_with_pythonpath()
