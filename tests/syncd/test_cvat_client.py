@@ -2,8 +2,10 @@
 retries under injected faults, error messages, secrecy of credentials, tasks/jobs/annotations."""
 from __future__ import annotations
 
+import http.server
 import logging
 import socket
+import threading
 import time
 
 import pytest
@@ -33,8 +35,6 @@ class _RecordingProxy:
     """A forward proxy that answers every request itself (a CVAT "about"), recording its target."""
 
     def __init__(self):
-        import http.server
-        import threading
         seen = self.seen = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
