@@ -45,6 +45,9 @@ class Benchmark:
     targets: dict = field(default_factory=dict)
     doc: str = ""
     opt_in: bool = False           # runs only when named exactly in --only (long, disk-heavy)
+    # {figure: (floor benchmark, its figure)}: the most any client measures for a ">=" target
+    # on this machine (see bench/reach.py)
+    bounds: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +57,9 @@ class Ratio:
     denominator: tuple[str, str]
     target: float | None = None    # the ratio must be >= target
     note: str = ""
+    # (floor benchmark, figure) that takes the denominator's place for the target's bound: the
+    # peer against a client whose own work took no time (see bench/reach.py)
+    bound: tuple[str, str] | None = None
 
 
 REGISTRY: dict[str, Benchmark] = {}
@@ -61,24 +67,35 @@ RATIOS: list[Ratio] = []
 
 
 def benchmark(name: str, *, repeats: int = 3, quick_repeats: int = 1, targets: dict | None = None,
-              opt_in: bool = False):
+              opt_in: bool = False, bounds: dict | None = None):
     """Register ``fn(ctx) -> {figure: number}`` under ``name`` (dotted: family.variant).
 
     ``opt_in`` benchmarks are left out of full runs, families and globs; they run only when
-    ``--only`` names them exactly."""
+    ``--only`` names them exactly. ``bounds``: {figure: (floor benchmark, figure)} for ">="
+    targets: the floor's figure is the most any client reaches on the machine (bench/reach.py)."""
+    targets, bounds = dict(targets or {}), dict(bounds or {})
+    for fig in bounds:
+        if targets.get(fig, ("",))[0] not in (">=", ">"):
+            raise ValueError(f"{name}: a bound needs a '>=' or '>' target on {fig!r}")
+
     def deco(fn):
         if name in REGISTRY:
             raise ValueError(f"benchmark {name!r} registered twice")
-        REGISTRY[name] = Benchmark(name, fn, repeats, quick_repeats, dict(targets or {}),
-                                   (fn.__doc__ or "").strip().split("\n")[0], opt_in)
+        REGISTRY[name] = Benchmark(name, fn, repeats, quick_repeats, targets,
+                                   (fn.__doc__ or "").strip().split("\n")[0], opt_in, bounds)
         return fn
     return deco
 
 
 def ratio(name: str, numerator: tuple[str, str], denominator: tuple[str, str], *,
-          target: float | None = None, note: str = "") -> None:
-    """Register a ratio between two benchmarks' median figures, reported in the table."""
-    RATIOS.append(Ratio(name, tuple(numerator), tuple(denominator), target, note))
+          target: float | None = None, note: str = "", bound: tuple[str, str] | None = None) -> None:
+    """Register a ratio between two benchmarks' median figures, reported in the table.
+    ``bound``: the floor benchmark whose figure, in the denominator's place, gives the most
+    the target can reach on the machine (bench/reach.py)."""
+    if bound is not None and target is None:
+        raise ValueError(f"ratio {name!r}: a bound is only for a target")
+    RATIOS.append(Ratio(name, tuple(numerator), tuple(denominator), target, note,
+                        tuple(bound) if bound else None))
 
 
 class Stopwatch:

@@ -77,13 +77,15 @@ def _load(ctx, kind: str):
             "server_rss_mb": server.peak_rss_mb()}, summary
 
 
-@benchmark("download.syncd", repeats=3, targets={"seconds": ("<", 2.0), "shapes/s": (">=", 100_000)})
+@benchmark("download.syncd", repeats=3, targets={"seconds": ("<", 2.0), "shapes/s": (">=", 100_000)},
+           bounds={"shapes/s": ("download.floor", "shapes/s")})
 def download_syncd(ctx):
     """syncd.load_annotations: 1000 samples x 20 boxes, download + merge into sample files"""
     return _load(ctx, "rectangle")[0]
 
 
-@benchmark("download.syncd_masks", repeats=1, targets={"shapes/s": (">=", 100_000)})
+@benchmark("download.syncd_masks", repeats=1, targets={"shapes/s": (">=", 100_000)},
+           bounds={"shapes/s": ("download.floor_masks", "shapes/s")})
 def download_syncd_masks(ctx):
     """as download.syncd with 20 instance masks per sample (mask PNG files written)"""
     return _load(ctx, "mask")[0]

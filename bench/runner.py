@@ -20,11 +20,11 @@ import time
 import traceback
 from pathlib import Path
 
-from . import core
+from . import core, reach
 from .core import REGISTRY, RATIOS, Context, env_with_pythonpath
 
 # modules of this package that are framework, not benchmark families
-FRAMEWORK = {"core", "runner", "servers", "data", "nullserver", "fo_worker", "__main__"}
+FRAMEWORK = {"core", "runner", "reach", "servers", "data", "nullserver", "fo_worker", "__main__"}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -177,6 +177,7 @@ def run(names: list[str], quick: bool, *, keep: bool = False, rounds: int | None
         if name in raws:
             report["benchmarks"][name] = _summarize(REGISTRY[name], raws[name])
     report["ratios"] = _ratios(report["benchmarks"], rounds)
+    report["reach"] = reach.reach(report["benchmarks"], report["ratios"], RATIOS, REGISTRY, rounds)
     return report
 
 
@@ -228,6 +229,10 @@ def table(report: dict) -> str:
                 val += f" ({r['min']:.2f}-{r['max']:.2f})"
             tgt = "" if r["target"] is None else f"≥ {r['target']:g}×{_mark(r['met'])}"
             lines.append(f"| {r['name']} | {val} | {tgt} | {r['note']} |")
+    rows = reach.table(report.get("reach") or [])
+    if rows:
+        lines += ["", "Targets against their bounds (bench/reach.py: what a client whose own work took no "
+                  "time measures in the same run):", "", *rows]
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 """The benchmark runner's arithmetic (no benchmark runs here): interleaved rounds give
-per-round ratios, so a slow spell of the machine that hits both sides of one round cancels."""
+per-round ratios, so a slow spell of the machine that hits both sides of one round cancels;
+each target with a floor is judged against its bound (bench/reach.py)."""
 from __future__ import annotations
 
 import pytest
@@ -52,3 +53,68 @@ def test_every_registered_ratio_names_registered_benchmarks():
     for r in RATIOS:
         for bench_name, _ in (r.numerator, r.denominator):
             assert bench_name in runner.REGISTRY, (r.name, bench_name)
+
+
+# --- targets against their bounds (bench/reach.py) -------------------------------------------
+
+def test_a_target_is_judged_against_its_bound_round_by_round(monkeypatch):
+    from bench import reach
+    # the peer takes 1.0 s per round; syncd 0.5, 0.4, 0.45 s; the floor 0.06, 0.11, 0.05 s:
+    # per-round bounds 16.7x, 9.1x, 20x, so a 10x target is out of reach in round 2 only
+    ratio_defs = [Ratio("peer vs syncd", ("b.peer", "seconds"), ("b.syncd", "seconds"), 10.0,
+                        bound=("b.floor", "seconds"))]
+    monkeypatch.setattr(runner, "RATIOS", ratio_defs)
+    results = {"b.peer": {"figures": {"seconds": {"values": [1.0, 1.0, 1.0]}}},
+               "b.syncd": {"figures": {"seconds": {"values": [0.5, 0.4, 0.45]}}},
+               "b.floor": {"figures": {"seconds": {"values": [0.06, 0.11, 0.05]}}}}
+    ratios = runner._ratios(results, rounds=3)
+    (e,) = reach.reach(results, ratios, ratio_defs, {}, rounds=3)
+    assert e["measured"]["median"] == pytest.approx(1 / 0.45)
+    assert e["bound"]["min"] == pytest.approx(1 / 0.11) and e["bound"]["max"] == pytest.approx(20.0)
+    assert e["bound"]["median"] == pytest.approx(1 / 0.06)
+    assert e["verdict"] == reach.EDGE
+    # on the floor's scale: 10x needs 60 % of its speed (0.06 / 0.1); syncd has 0.06 / 0.45
+    assert e["needs"] == pytest.approx(0.6) and e["has"] == pytest.approx(0.06 / 0.45)
+
+
+def test_a_throughput_target_above_its_floor_is_out_of_reach():
+    from bench import reach
+    from bench.core import Benchmark
+    registry = {"b.load": Benchmark("b.load", lambda ctx: {}, targets={"shapes/s": (">=", 100_000)},
+                                    bounds={"shapes/s": ("b.floor", "shapes/s")})}
+    results = {"b.load": {"figures": {"shapes/s": {"values": [20_000, 25_000]}},
+                          "targets": {"shapes/s": {"op": ">=", "value": 100_000, "met": False}}},
+               "b.floor": {"figures": {"shapes/s": {"values": [80_000, 95_000]}}}}
+    (e,) = reach.reach(results, [], [], registry)
+    assert e["verdict"] == reach.OUT and e["bound"]["max"] == 95_000
+    assert e["needs"] == pytest.approx(100_000 / 87_500)
+    row = reach.table([e])[-1]
+    assert "b.load shapes/s >= 100,000" in row and "out of reach here" in row and "87,500 (80,000-95,000)" in row
+
+
+@pytest.mark.parametrize("measured, bound_min, bound_max, expected", [
+    (5.1, 3.0, 4.0, "met"),            # a target met is met, whatever the floor says
+    (3.0, 3.5, 4.5, "out of reach here"),
+    (3.0, 4.5, 5.5, "at the edge"),
+    (3.0, 6.0, 9.0, "within reach"),
+])
+def test_verdicts(measured, bound_min, bound_max, expected):
+    from bench import reach
+    assert reach.verdict(5.0, measured, bound_min, bound_max) == expected
+
+
+def test_a_bound_needs_a_target_it_can_bound():
+    from bench import core
+    with pytest.raises(ValueError, match="only for a target"):
+        core.ratio("no target", ("a", "seconds"), ("b", "seconds"), bound=("c", "seconds"))
+    with pytest.raises(ValueError, match="'>=' or '>' target"):
+        core.benchmark("x.y", targets={"seconds": ("<", 1.0)}, bounds={"seconds": ("x.floor", "seconds")})
+
+
+def test_every_registered_bound_names_a_registered_floor():
+    runner.discover()
+    bounds = [r.bound for r in RATIOS if r.bound] + [
+        ref for b in runner.REGISTRY.values() for ref in b.bounds.values()]
+    assert len(bounds) >= 7
+    for bench_name, _ in bounds:
+        assert bench_name in runner.REGISTRY, bench_name
