@@ -32,6 +32,15 @@ _IMAGE_MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
                ".tif": "image/tiff", ".tiff": "image/tiff"}
 
 
+def media_mime(name: str) -> str | None:
+    """The MIME type of a media file syncd handles, from its name's extension; None for others.
+    (``mimetypes.guess_type`` reads the system's mime.types files on its first call, ~4 ms,
+    which a command's first upload paid while holding the GIL, and answers as that machine's
+    files say.)"""
+    ext = media_ext(name)
+    return _IMAGE_MIME.get(ext) or _VIDEO_MIME.get(ext)
+
+
 def media_ext(name: str) -> str:
     """The lower-case extension of a file name or forward-slash path (``""`` if none), as the
     sets above hold them: ``posixpath.splitext(name)[1].lower()``, without its generic path

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .. import fingerprint
-from ..media_metadata import hash_bytes, hash_value, new_hasher
+from ..media_metadata import hash_bytes, hash_value, media_mime, new_hasher
 from .errors import CVATError
 
 BATCH_BYTES = 100 * 1024 * 1024   # the official SDK's limit per Upload-Multiple request
@@ -84,7 +84,7 @@ class MultipartStream:
         for item in files:
             name, filename, path = item[:3]
             size = item[3] if len(item) > 3 else Path(path).stat().st_size
-            ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            ctype = content_type(filename) or "application/octet-stream"
             self._parts.append((self._head(name, filename, ctype), path, size))
         self._tail = f"--{self.boundary}--\r\n".encode()
         self._length = len(self._tail) + sum(len(head) + size + 2 for head, _, size in self._parts)
@@ -145,6 +145,12 @@ class MultipartStream:
 def _quote(value: str) -> str:
     # the HTML5 form encoding browsers use: quotes and newlines percent-escaped, UTF-8 kept
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def content_type(filename: str) -> str | None:
+    """A file's Content-Type: syncd's own table for media (see ``media_mime``), else what
+    ``mimetypes`` guesses (an annotation or backup archive...)."""
+    return media_mime(filename) or mimetypes.guess_type(filename)[0]
 
 
 def plan_batches(files: Sequence[tuple[str, Path, int]], limit: int) -> tuple[list[list], list]:
@@ -306,7 +312,7 @@ def _send_batch(t, url: str, batch, fields, counter: _Counter, digests: dict | N
 
 def _tus_upload(t, url: str, name: str, path: Path, size: int, counter: _Counter, chunk: int) -> None:
     meta = "filename " + base64.b64encode(name.encode()).decode()
-    ctype = mimetypes.guess_type(name)[0]
+    ctype = content_type(name)
     if ctype:
         meta += ",filetype " + base64.b64encode(ctype.encode()).decode()
     resp = t.request("POST", url, headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(size),
