@@ -202,3 +202,25 @@ def test_a_mask_load_skips_a_broken_sample_file_untouched_and_merges_the_others(
         paths = [d["mask_path"] for d in labels_of(tmp_path, rel)]
         assert len(paths) == n and all(mask_files.read_mask(tmp_path, p).shape == (28, 19) for p in paths)
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_medium_changed_in_a_later_group_is_flagged_and_the_other_groups_merge(tmp_path, fakecvat):
+    """A load stages its sample files in groups of MERGE_GROUP and checks each group's media
+    and syncs its files in one task. A medium changed in the second group costs that sample
+    only: it is flagged, its sample file untouched, every other sample of every group gets its
+    box, and no staged file is left behind."""
+    from syncd.ops import load
+
+    n = 2 * load.MERGE_GROUP + 5
+    rels = make(tmp_path, n)
+    changed = rels[load.MERGE_GROUP + 3]
+    with CVATClient(fakecvat.url, username="admin", password="admin") as client:
+        tid = syncd.annotate(tmp_path, "r", rels, client=client, **OPTS)["tasks"][0]
+        draw(fakecvat.url, tid, {f: 1 for f in range(n)})
+        before = (tmp_path / (changed + ".json")).read_bytes()
+        Image.new("RGB", (W, H), (1, 2, 3)).save(tmp_path / changed)   # other pixels, same name
+        summary = syncd.load_annotations(tmp_path, "r", client=client)
+    assert set(summary["flagged"]) == {changed} and summary["samples"] == n - 1
+    assert (tmp_path / (changed + ".json")).read_bytes() == before
+    assert all(len(labels_of(tmp_path, rel)) == 1 for rel in rels if rel != changed)
+    assert not [p.name for p in (tmp_path / "s").iterdir() if p.name.endswith(".tmp")]
