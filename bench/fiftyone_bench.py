@@ -83,7 +83,7 @@ ratio("upload: syncd annotate vs FiftyOne annotate() (speed-up)", ("upload.fifty
       note="both to a task whose data is ready, same images, same fakecvat")
 ratio("load: syncd load_annotations vs FiftyOne load_annotations() (speed-up)", ("download.fiftyone", "seconds"),
       ("download.syncd", "seconds"), target=20, bound=("download.floor", "seconds"),
-      note="syncd writes + fsyncs every sample file; FiftyOne writes to its MongoDB")
+      note="syncd writes every sample file atomically and durably; FiftyOne writes to its MongoDB")
 ratio("load masks: syncd load_annotations vs FiftyOne load_annotations() (speed-up)",
       ("download.fiftyone_masks", "seconds"), ("download.syncd_masks", "seconds"), target=20,
       bound=("download.floor_masks", "seconds"),
