@@ -12,9 +12,9 @@ took no time would measure in the same run:
 
 A target above its bound cannot be met on that machine, by syncd or by any other client: the
 floor decides, not the client. The verdict takes the bound's median over the rounds; ``clears``
-says in how many rounds the bound cleared the target. ``needs`` and ``has`` put both on one scale, a share of the
-floor's speed (floor time / client time): the share a client needs to meet the target, and the
-share syncd has.
+says in how many rounds the bound cleared the target. ``needs`` and ``has`` put both on one
+scale, a share of the floor's speed (floor time / client time): the share a client needs to
+meet the target, and the share syncd has.
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def _values(results: dict, ref) -> list[float]:
 
 
 def _entry(name: str, goal: float, measured: dict, bound: dict, unit: str) -> dict:
+    """``unit``: "×" for a speed-up, "" for a throughput (printed as a whole number)."""
     b = bound["median"]
     return {"target": name, "goal": goal, "unit": unit, "measured": measured, "bound": bound,
             "needs": goal / b if b else None, "has": measured["median"] / b if b else None,
@@ -75,13 +76,13 @@ def reach(results: dict, ratios: list[dict], ratio_defs, registry, rounds: int |
             if not mine or not floor or not target:
                 continue
             out.append(_entry(f"{name} {fig} {target['op']} {target['value']:,g}", target["value"],
-                              _stats(mine), _stats(floor), fig))
+                              _stats(mine), _stats(floor), ""))
     return out
 
 
 def _fmt(stats: dict, unit: str) -> str:
     def one(v):
-        return f"{v:.2f}×" if unit == "×" else f"{v:,.0f}"
+        return f"{v:.2f}{unit}" if unit else f"{v:,.0f}"
     if stats["min"] == stats["max"]:
         return one(stats["median"])
     return f"{one(stats['median'])} ({one(stats['min'])}-{one(stats['max'])})"
@@ -94,9 +95,8 @@ def table(entries: list[dict]) -> list[str]:
     lines = ["| target | measured (median, range) | bound here | bound clears it | "
              "floor's speed: needed / syncd's | verdict |", "|---|---:|---:|---:|---:|---|"]
     for e in entries:
-        unit = e["unit"]
         share = "-" if e["needs"] is None else f"{e['needs']:.0%} / {e['has']:.0%}"
         clears = f"{e['clears'][0]} of {e['clears'][1]}"
-        lines.append(f"| {e['target']} | {_fmt(e['measured'], unit)} | {_fmt(e['bound'], unit)} | {clears} | "
-                     f"{share} | {e['verdict']} |")
+        lines.append(f"| {e['target']} | {_fmt(e['measured'], e['unit'])} | {_fmt(e['bound'], e['unit'])} | "
+                     f"{clears} | {share} | {e['verdict']} |")
     return lines

@@ -23,7 +23,7 @@ log = logging.getLogger("syncd.ops")
 # Pool threads: each group's media checks and sync (``check_and_sync``, one task per group, two
 # groups in flight at most), and samples redone from scratch (``whole``). Per-sample tasks in 16
 # threads (a media check and an fsync each) handed the GIL around between short system calls:
-# 1000 x 20 boxes, old and new alternated in fresh processes: 0.84-1.07 s -> 0.54-0.72 s.
+# 1000 x 20 boxes, old and new alternated in fresh processes: median 0.95 s -> 0.76 s.
 MERGE_THREADS = 4
 # Samples whose mask files are staged at once, beside this thread. That is Python work
 # (encoding) between short system calls: more threads only hand the GIL around. 1000 samples
@@ -151,11 +151,11 @@ def _merge_samples(root, store, key, run, todo, downloaded, schema, dest_field, 
     CPU work) and writes the result to a temporary file beside it (``dataset.stage_update``).
     Once a group of MERGE_GROUP is staged, one pool task checks that its samples' media did not
     change and makes their staged files durable together (``atomic.sync_together``: one
-    ``syncfs``), while this thread prepares the next group. Groups are finished in order: each staged file is
-    renamed into place here if the sample file still holds what was read (else the change is
-    re-applied to the new content with ``update_sample``), the group's directories are fsynced
-    (one directory fsync covers a whole group's renames), and only then is the group recorded as
-    merged, with one run-file write. A sample with masks has its mask files staged by one of
+    ``syncfs``), while this thread prepares the next group. Groups are finished in order: each
+    staged file is renamed into place here if the sample file still holds what was read (else
+    the change is re-applied to the new content with ``update_sample``), the group's directories
+    are fsynced (one directory fsync covers a whole group's renames), and only then is the group
+    recorded as merged, with one run-file write. A sample with masks has its mask files staged by one of
     MASK_THREADS threads; the group's mask files are then made durable together and put in place
     (``mask_files.commit_masks``), and only then are those samples' files prepared and staged
     here, made durable together (``atomic.sync_together``) and renamed like the others: a
