@@ -48,9 +48,10 @@ def _settle_environment(session: requests.Session, url: str) -> None:
     request: the proxy variables (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``...) and the CA
     bundle (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``). It scanned all of ``os.environ``
     twice per request: ~40 % of the client's function calls per request under cProfile, and
-    ~0.8 ms off a zero-copy upload's five requests (the daemon polls all day). ``~/.netrc``, which ``requests`` also reads, is not used:
-    syncd's credentials are explicit (a stray entry for the host would add Basic auth for
-    another user), as with cvat-sdk. The environment of the moment the client is made applies."""
+    ~0.8 ms off a zero-copy upload's five requests (the daemon polls all day). ``~/.netrc``,
+    which ``requests`` also reads, is not used: syncd's credentials are explicit (a stray entry
+    for the host would add Basic auth for another user), as with cvat-sdk. The environment of
+    the moment the client is made applies."""
     session.trust_env = False
     session.proxies.update(requests.utils.get_environ_proxies(url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
